@@ -1,0 +1,145 @@
+# Vesper: build, test and install.
+#
+#   make            install missing Debian packages, then build everything
+#   make test       the whole suite (TAP, run by prove) and the man-page lint
+#   make check-asan the same suite built with AddressSanitizer and UBSan
+#   make demo       the small pipeline on the corpus in data/
+#   make install PREFIX=/usr/local
+#
+# The top-level targets first run `make deps`, then call make again, so
+# that pkg-config sees what deps has just installed.
+
+B      ?= build
+PREFIX ?= /usr/local
+DESTDIR ?=
+
+PKGS := libzstd libarchive libutf8proc libcurl jansson openblas libedit
+CC ?= cc
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -Wall -Wextra -fopenmp -MMD -MP -D_DEFAULT_SOURCE \
+	-D_FILE_OFFSET_BITS=64
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# --as-needed: each program depends at run time only on the libraries it
+# calls (vtrain needs no libarchive), which matters on the GPU machine.
+LDFLAGS += -fopenmp -Wl,--as-needed
+LDLIBS = $(PKG_LIBS) -ldl -lm -lpthread
+
+ifeq ($(SAN),1)
+CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# The CUDA backend is built when nvcc exists (NVCC= turns it off).
+NVCC ?= $(shell command -v nvcc 2>/dev/null || \
+	{ test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+# Hopper machine code, plus PTX that any later GPU (and sm_80 up) can run.
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 \
+	-gencode arch=compute_80,code=compute_80
+NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -fPIC,-Wall,-Wextra \
+	--expt-relaxed-constexpr
+CUDA_LIBS ?= -lcublasLt -lcublas
+
+PROGS := vfetch vtokenize vshard vtrain vckpt vquant vgen
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
+CLI_OBJ  := $(B)/bin/cli.o
+BIN      := $(PROGS:%=$(B)/bin/%)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT     := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%.t)
+CU_SRC   := $(wildcard kernels/*.cu)
+CU_OBJ   := $(CU_SRC:%.cu=$(B)/%.o)
+CUDA_SO  := $(if $(NVCC),$(B)/lib/vesper/libvesper_cuda.so)
+MAN      := $(wildcard man/man1/*.1 man/man5/*.5 man/man7/*.7)
+CLI_T    := $(wildcard tests/cli/*.t)
+
+.PHONY: all build deps test test-run check-asan install uninstall clean \
+	demo test-gpu bench bench-gpu lint-man
+.DEFAULT_GOAL := all
+# Keep objects that chained rules would otherwise delete.
+.SECONDARY:
+
+all: deps
+	@$(MAKE) --no-print-directory build
+
+build: $(BIN) $(UNIT) $(CUDA_SO)
+
+deps:
+	@sh tools/deps.sh
+
+$(B)/lib/libvesper.a: $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(AR) rcs $@ $^
+
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(B)/bin/%: $(B)/bin/%.o $(CLI_OBJ) $(B)/lib/libvesper.a
+	$(CC) $(LDFLAGS) -o $@ $< $(CLI_OBJ) $(B)/lib/libvesper.a $(LDLIBS)
+
+$(B)/tests/%.t: tests/unit/%.c tests/unit/tap.h $(B)/lib/libvesper.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/lib/libvesper.a $(LDLIBS)
+
+$(B)/kernels/%.o: kernels/%.cu $(wildcard kernels/*.cuh kernels/*.h)
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -c -o $@ $<
+
+$(B)/lib/vesper/libvesper_cuda.so: $(CU_OBJ)
+	@mkdir -p $(@D)
+	$(NVCC) $(CUDA_ARCH) -shared -o $@ $^ $(CUDA_LIBS)
+
+# The tests find the programs through VESPER_BIN and their data through
+# VESPER_SRC; each shell test works in a scratch directory of its own.
+TEST_ENV = VESPER_BIN=$(abspath $(B)/bin) VESPER_SRC=$(CURDIR) \
+	VESPER_BUILD=$(abspath $(B))
+
+lint-man:
+	@mandoc -T lint -W warning $(MAN) && echo "man pages: mandoc -T lint clean"
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory lint-man
+	@$(MAKE) --no-print-directory test-run
+
+test-run: build
+	$(TEST_ENV) prove -e '' $(PROVEFLAGS) $(addprefix ./,$(UNIT) $(CLI_T))
+
+check-asan: deps
+	@$(MAKE) --no-print-directory B=build-asan SAN=1 NVCC= build
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(MAKE) --no-print-directory B=build-asan SAN=1 NVCC= test-run
+
+# On a machine with a GPU (the device machine): the CUDA checks.
+test-gpu: build
+	$(TEST_ENV) sh tests/gpu/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+		$(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5 \
+		$(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(B)/lib/libvesper.a $(DESTDIR)$(PREFIX)/lib/
+	$(if $(CUDA_SO),install -d $(DESTDIR)$(PREFIX)/lib/vesper && \
+		install -m 755 $(CUDA_SO) $(DESTDIR)$(PREFIX)/lib/vesper/)
+	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 $(wildcard man/man5/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/
+
+uninstall:
+	rm -f $(PROGS:%=$(DESTDIR)$(PREFIX)/bin/%) $(DESTDIR)$(PREFIX)/lib/libvesper.a
+	rm -rf $(DESTDIR)$(PREFIX)/lib/vesper
+	rm -f $(addprefix $(DESTDIR)$(PREFIX)/share/man/,$(MAN:man/%=%))
+
+clean:
+	rm -rf build build-asan
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory -f pipelines/small.mk
+
+-include $(LIB_OBJ:.o=.d) $(BIN:=.d) $(CLI_OBJ:.o=.d) $(UNIT:.t=.d)

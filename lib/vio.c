@@ -1,0 +1,311 @@
+/* vio.c: checked I/O and atomic output files. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "verr.h"
+#include "vio.h"
+
+int
+v_open_in(const char *path, FILE **fp)
+{
+	if (strcmp(path, "-") == 0) {
+		*fp = stdin;
+		return V_OK;
+	}
+	*fp = fopen(path, "rb");
+	if (*fp == NULL)
+		return v_error_errno(errno == ENOENT ? V_ERR_NOTFOUND : V_ERR_IO,
+		    "%s", path);
+	return V_OK;
+}
+
+void
+v_close_in(FILE *fp)
+{
+	if (fp != NULL && fp != stdin)
+		fclose(fp);
+}
+
+int
+v_read_exact(FILE *fp, void *buf, size_t n, const char *name)
+{
+	size_t got = fread(buf, 1, n, fp);
+
+	if (got == n)
+		return V_OK;
+	if (ferror(fp))
+		return v_error_errno(V_ERR_IO, "%s: read error", name);
+	return v_error(V_ERR_TRUNCATED, "%s: input ends early (%zu of %zu bytes)",
+	    name, got, n);
+}
+
+int
+v_write_all(FILE *fp, const void *buf, size_t n, const char *name)
+{
+	if (n > 0 && fwrite(buf, 1, n, fp) != n)
+		return v_error_errno(V_ERR_IO, "%s: write error", name);
+	return V_OK;
+}
+
+int
+v_slurp(const char *path, size_t max, char **buf, size_t *len)
+{
+	FILE *fp;
+	char *b = NULL;
+	size_t n = 0, cap = 0;
+	int err = v_open_in(path, &fp);
+
+	if (err)
+		return err;
+	for (;;) {
+		if (cap - n < 65536) {
+			size_t ncap = cap ? cap * 2 : 1 << 16;
+			char *nb = realloc(b, ncap + 1);
+			if (nb == NULL) {
+				free(b);
+				v_close_in(fp);
+				return v_error(V_ERR_NOMEM, "%s: out of memory", path);
+			}
+			b = nb;
+			cap = ncap;
+		}
+		size_t got = fread(b + n, 1, cap - n, fp);
+		n += got;
+		if (max && n > max) {
+			free(b);
+			v_close_in(fp);
+			return v_error(V_ERR_RANGE, "%s: larger than %zu bytes", path, max);
+		}
+		if (got == 0)
+			break;
+	}
+	if (ferror(fp)) {
+		free(b);
+		v_close_in(fp);
+		return v_error_errno(V_ERR_IO, "%s: read error", path);
+	}
+	v_close_in(fp);
+	b[n] = '\0';
+	*buf = b;
+	*len = n;
+	return V_OK;
+}
+
+int
+v_close_stdout(void)
+{
+	int bad = fflush(stdout) != 0 || ferror(stdout);
+
+	if (fclose(stdout) != 0)
+		bad = 1;
+	if (bad)
+		return v_error_errno(V_ERR_IO, "standard output: write error");
+	return V_OK;
+}
+
+int
+v_mkdir_p(const char *path)
+{
+	char buf[PATH_MAX];
+	size_t n = strlen(path);
+
+	if (n == 0 || n >= sizeof buf)
+		return v_error(V_ERR_ARG, "bad directory name '%s'", path);
+	memcpy(buf, path, n + 1);
+	for (char *p = buf + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+			*p = '\0';
+			if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+				return v_error_errno(V_ERR_IO, "mkdir %s", buf);
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	struct stat st;
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+		return v_error(V_ERR_IO, "%s: not a directory", path);
+	return V_OK;
+}
+
+int
+v_fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY);
+
+	if (fd < 0)
+		return v_error_errno(V_ERR_IO, "%s", dir);
+	/* Some file systems refuse fsync on a directory; that is not a
+	 * failure of ours. */
+	if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS) {
+		int e = v_error_errno(V_ERR_IO, "fsync %s", dir);
+		close(fd);
+		return e;
+	}
+	close(fd);
+	return V_OK;
+}
+
+/* Temporary names of files being written, for v_atomic_cleanup_all.  The
+ * table holds copies so that a signal handler never touches the heap. */
+#define MAX_PENDING 64
+static char pending[MAX_PENDING][PATH_MAX];
+static volatile sig_atomic_t pending_used[MAX_PENDING];
+
+static int
+pending_add(const char *tmp)
+{
+	if (strlen(tmp) >= PATH_MAX)
+		return -1;
+	for (int i = 0; i < MAX_PENDING; i++) {
+		if (!pending_used[i]) {
+			strcpy(pending[i], tmp);
+			pending_used[i] = 1;
+			return i;
+		}
+	}
+	return -1;
+}
+
+static void
+pending_drop(int slot)
+{
+	if (slot >= 0)
+		pending_used[slot] = 0;
+}
+
+void
+v_atomic_cleanup_all(void)
+{
+	for (int i = 0; i < MAX_PENDING; i++)
+		if (pending_used[i])
+			unlink(pending[i]);
+}
+
+static char *
+dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *d;
+
+	if (slash == NULL)
+		return strdup(".");
+	if (slash == path)
+		return strdup("/");
+	d = malloc((size_t)(slash - path) + 1);
+	if (d != NULL) {
+		memcpy(d, path, (size_t)(slash - path));
+		d[slash - path] = '\0';
+	}
+	return d;
+}
+
+int
+v_atomic_open(struct v_atomic *a, const char *path)
+{
+	memset(a, 0, sizeof *a);
+	a->slot = -1;
+	if (strcmp(path, "-") == 0) {
+		a->fp = stdout;
+		return V_OK;
+	}
+	size_t n = strlen(path);
+	a->path = strdup(path);
+	a->tmp = malloc(n + 16);
+	if (a->path == NULL || a->tmp == NULL) {
+		free(a->path);
+		free(a->tmp);
+		return v_error(V_ERR_NOMEM, "out of memory");
+	}
+	/* The temporary name sits beside the final one, so that rename never
+	 * crosses a file system, and starts with the final name so that a
+	 * leftover is recognisable. */
+	snprintf(a->tmp, n + 16, "%s.tmp.XXXXXX", path);
+	int fd = mkstemp(a->tmp);
+	if (fd < 0) {
+		int e = v_error_errno(V_ERR_IO, "cannot create %s", path);
+		free(a->path);
+		free(a->tmp);
+		a->path = a->tmp = NULL;
+		return e;
+	}
+	(void)fchmod(fd, 0644);	/* mkstemp makes 0600; outputs are ordinary files */
+	a->slot = pending_add(a->tmp);
+	a->fp = fdopen(fd, "wb");
+	if (a->fp == NULL) {
+		close(fd);
+		v_atomic_abort(a);
+		return v_error_errno(V_ERR_IO, "cannot open %s", path);
+	}
+	return V_OK;
+}
+
+int
+v_atomic_commit(struct v_atomic *a)
+{
+	int err = V_OK;
+
+	if (a->path == NULL) {	/* standard output */
+		if (fflush(a->fp) != 0 || ferror(a->fp))
+			return v_error_errno(V_ERR_IO, "standard output: write error");
+		return V_OK;
+	}
+	if (fflush(a->fp) != 0 || ferror(a->fp))
+		err = v_error_errno(V_ERR_IO, "%s: write error", a->path);
+	else if (fsync(fileno(a->fp)) != 0)
+		err = v_error_errno(V_ERR_IO, "%s: fsync", a->path);
+	if (fclose(a->fp) != 0 && err == V_OK)
+		err = v_error_errno(V_ERR_IO, "%s: write error", a->path);
+	a->fp = NULL;
+	if (err == V_OK && rename(a->tmp, a->path) != 0)
+		err = v_error_errno(V_ERR_IO, "rename to %s", a->path);
+	if (err != V_OK) {
+		v_atomic_abort(a);
+		return err;
+	}
+	pending_drop(a->slot);
+	char *d = dir_of(a->path);
+	if (d != NULL) {
+		err = v_fsync_dir(d);
+		free(d);
+	}
+	free(a->path);
+	free(a->tmp);
+	a->path = a->tmp = NULL;
+	a->slot = -1;
+	return err;
+}
+
+void
+v_atomic_abort(struct v_atomic *a)
+{
+	if (a->path == NULL)
+		return;
+	if (a->fp != NULL)
+		fclose(a->fp);
+	a->fp = NULL;
+	if (a->tmp != NULL)
+		unlink(a->tmp);
+	pending_drop(a->slot);
+	free(a->path);
+	free(a->tmp);
+	a->path = a->tmp = NULL;
+	a->slot = -1;
+}
+
+double
+v_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
