@@ -105,8 +105,10 @@ test: deps
 	@$(MAKE) --no-print-directory lint-man
 	@$(MAKE) --no-print-directory test-run
 
+# T=... runs a subset: make test-run T='tests/cli/usage.t build/tests/test_vio.t'
+T ?= $(UNIT) $(CLI_T)
 test-run: build
-	$(TEST_ENV) prove -e '' $(PROVEFLAGS) $(addprefix ./,$(UNIT) $(CLI_T))
+	$(TEST_ENV) prove -e '' $(PROVEFLAGS) $(addprefix ./,$(T))
 
 check-asan: deps
 	@$(MAKE) --no-print-directory B=build-asan SAN=1 NVCC= build
