@@ -13,7 +13,8 @@ B      ?= build
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-PKGS := libzstd libarchive libutf8proc libcurl jansson openblas libedit
+PKGS := libzstd libarchive libutf8proc libcurl jansson openblas libedit \
+	libcrypto libxxhash
 CC ?= cc
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -fopenmp -MMD -MP -D_DEFAULT_SOURCE \

@@ -13,6 +13,8 @@
 
 #include <stddef.h>
 
+#include "../lib/trainer.h"
+
 #define V_CUDA_ABI 1
 
 struct v_cuda_api {
@@ -31,6 +33,8 @@ struct v_cuda_api {
 	 * device, copied from and back to the host.  A smoke test that the
 	 * build and the driver agree. */
 	int (*saxpy)(size_t n, float a, const float *x, float *y);
+	/* The training backend (lib/trainer.h); NULL until built. */
+	const struct vlm_trainer_ops *trainer;
 };
 
 typedef const struct v_cuda_api *(*v_cuda_api_fn)(int abi);

@@ -61,6 +61,7 @@ const struct v_cuda_api api = {
 	set_device,
 	vk_last_error,
 	vk_saxpy,
+	nullptr,
 };
 
 } // namespace

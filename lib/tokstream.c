@@ -24,7 +24,7 @@ grow(void **buf, size_t *cap, size_t need)
 
 int
 ts_writer_open(struct ts_writer *w, FILE *fp, const char *name, uint32_t vocab,
-    int width)
+    int width, const unsigned char tokenizer[32])
 {
 	unsigned char h[TS_HEADER_SIZE];
 
@@ -45,6 +45,9 @@ ts_writer_open(struct ts_writer *w, FILE *fp, const char *name, uint32_t vocab,
 	v_put_u16(h + 6, (uint16_t)width);
 	v_put_u32(h + 8, vocab);
 	v_put_u32(h + 12, 0);
+	if (tokenizer != NULL)
+		memcpy(w->tokenizer, tokenizer, 32);
+	memcpy(h + 16, w->tokenizer, 32);
 	return v_write_all(fp, h, sizeof h, name);
 }
 
@@ -131,6 +134,7 @@ ts_reader_open(struct ts_reader *r, FILE *fp, const char *name)
 	if (v_get_u32(h + 12) != 0)
 		return v_error(V_ERR_UNSUPPORTED, "%s: unknown flags %#x", name,
 		    v_get_u32(h + 12));
+	memcpy(r->tokenizer, h + 16, 32);
 	return V_OK;
 }
 

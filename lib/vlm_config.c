@@ -1,4 +1,5 @@
 /* vlm_config.c: presets, checks and the JSON form of the configuration. */
+#include <stdio.h>
 #include <string.h>
 
 #include "verr.h"
@@ -161,4 +162,49 @@ vlm_flops_per_token(const struct vlm_config *c, int t)
 	double per_layer = 2 * (2 * C * C + 2 * kv * C + 3 * C * F)
 	    + 2 * 2 * (double)t * C;	/* QK^T and AV at context t */
 	return c->layers * per_layer + 2 * C * c->vocab;
+}
+
+static void
+put(struct vlm_tensor *t, int *n, size_t *off, int layer, const char *what,
+    int rows, int cols, int is_matrix)
+{
+	if (t != NULL) {
+		struct vlm_tensor *x = &t[*n];
+		if (layer >= 0)
+			snprintf(x->name, sizeof x->name, "model.layers.%d.%s", layer, what);
+		else
+			snprintf(x->name, sizeof x->name, "%s", what);
+		x->rows = rows;
+		x->cols = cols;
+		x->offset = *off;
+		x->is_matrix = is_matrix;
+		x->layer = layer;
+	}
+	*off += (size_t)rows * (size_t)cols;
+	(*n)++;
+}
+
+int
+vlm_layout(const struct vlm_config *c, struct vlm_tensor *t)
+{
+	int n = 0, C = c->dim, F = c->hidden, hd = c->dim / c->heads;
+	int kv = c->kv_heads * hd;
+	size_t off = 0;
+
+	put(t, &n, &off, -1, "model.embed_tokens.weight", c->vocab, C, 1);
+	for (int l = 0; l < c->layers; l++) {
+		put(t, &n, &off, l, "input_layernorm.weight", 1, C, 0);
+		put(t, &n, &off, l, "self_attn.q_proj.weight", c->heads * hd, C, 1);
+		put(t, &n, &off, l, "self_attn.k_proj.weight", kv, C, 1);
+		put(t, &n, &off, l, "self_attn.v_proj.weight", kv, C, 1);
+		put(t, &n, &off, l, "self_attn.o_proj.weight", C, c->heads * hd, 1);
+		put(t, &n, &off, l, "post_attention_layernorm.weight", 1, C, 0);
+		put(t, &n, &off, l, "mlp.gate_proj.weight", F, C, 1);
+		put(t, &n, &off, l, "mlp.up_proj.weight", F, C, 1);
+		put(t, &n, &off, l, "mlp.down_proj.weight", C, F, 1);
+	}
+	put(t, &n, &off, -1, "model.norm.weight", 1, C, 0);
+	if (!c->tie)
+		put(t, &n, &off, -1, "lm_head.weight", c->vocab, C, 1);
+	return n;
 }

@@ -65,6 +65,21 @@ const char *vlm_act_name(int act);
 char *vlm_config_json(const struct vlm_config *c);
 int vlm_config_from_json(const char *s, struct vlm_config *c);
 
+/* One tensor of the flat parameter array.  Every backend, the optimizer
+ * state and the checkpoint use this order: embed_tokens, then per layer
+ * input_layernorm, q, k, v, o, post_attention_layernorm, gate, up, down,
+ * then model.norm, then lm_head unless tied. */
+struct vlm_tensor {
+	char name[64];		/* the Hugging Face name */
+	int rows, cols;		/* (out, in); a vector has rows 1 */
+	size_t offset;		/* in floats, into the flat array */
+	int is_matrix;		/* weight decay applies */
+	int layer;		/* -1 outside the blocks */
+};
+
+/* The number of tensors, and (when t is not NULL) each one. */
+int vlm_layout(const struct vlm_config *c, struct vlm_tensor *t);
+
 /* Parameters in the model (tied head counted once). */
 uint64_t vlm_param_count(const struct vlm_config *c);
 /* Matrix-product FLOPs a token costs in a forward pass, attention

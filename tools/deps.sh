@@ -9,7 +9,7 @@ set -u
 # zstd, curl and bsdtar/7z to make fixture archives, mpirun, gnuplot.
 DEBS="build-essential pkg-config libzstd-dev libarchive-dev libutf8proc-dev
 libcurl4-openssl-dev libjansson-dev libopenblas-dev libedit-dev
-libopenmpi-dev openmpi-bin mandoc perl zstd curl libarchive-tools
+libopenmpi-dev openmpi-bin libssl-dev libxxhash-dev mandoc perl zstd curl libarchive-tools
 p7zip-full gnuplot-nox python3 python3-pip"
 # Peers the tests and benchmarks check Vesper against (never used by the
 # programs themselves).

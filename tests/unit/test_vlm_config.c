@@ -45,5 +45,16 @@ main(void)
 	vlm_preset("tiny", 4000, &c);
 	c.vocab = 4000;
 	is_int(vlm_config_check(&c), V_ERR_ARG, "vocabulary must be padded");
+	vlm_preset("medium", 32000, &c);
+	int n = vlm_layout(&c, NULL);
+	is_int(n, 2 + 9 * 12 + 1, "medium has one tensor per weight");
+	struct vlm_tensor *t = calloc((size_t)n, sizeof *t);
+	vlm_layout(&c, t);
+	is_str(t[0].name, "model.embed_tokens.weight", "embedding first");
+	is_str(t[2].name, "model.layers.0.self_attn.q_proj.weight", "Hugging Face names");
+	is_str(t[n - 1].name, "lm_head.weight", "head last");
+	is_int(t[n - 1].offset + (size_t)t[n - 1].rows * t[n - 1].cols,
+	    vlm_param_count(&c), "the layout covers every parameter once");
+	free(t);
 	return done_testing();
 }
