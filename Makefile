@@ -96,7 +96,7 @@ $(B)/lib/vesper/libvesper_cuda.so: $(CU_OBJ)
 # The tests find the programs through VESPER_BIN and their data through
 # VESPER_SRC; each shell test works in a scratch directory of its own.
 TEST_ENV = VESPER_BIN=$(abspath $(B)/bin) VESPER_SRC=$(CURDIR) \
-	VESPER_BUILD=$(abspath $(B))
+	VESPER_BUILD=$(abspath $(B)) VESPER_MAKEVARS="B=$(abspath $(B)) SAN=$(SAN) NVCC=$(NVCC)"
 
 lint-man:
 	@mandoc -T lint -W warning $(MAN) && echo "man pages: mandoc -T lint clean"
