@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -14,6 +15,7 @@
 #include "safetensors.h"
 #include "verr.h"
 #include "vio.h"
+#include "vlm_config.h"
 
 static const struct {
 	const char *name;
@@ -489,4 +491,41 @@ st_write(const char *path, const struct st_wtensor *t, size_t n,
 out:
 	json_decref(h);
 	return err;
+}
+
+int
+st_open_checkpoint(struct st_file *f, const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+		size_t n = strlen(path) + sizeof "/model.safetensors";
+		char *p = malloc(n);
+		if (p == NULL)
+			return v_error(V_ERR_NOMEM, "out of memory");
+		snprintf(p, n, "%s/model.safetensors", path);
+		int err = st_open(f, p);
+		free(p);
+		return err;
+	}
+	return st_open(f, path);
+}
+
+int
+st_vesper_config(const struct st_file *f, struct vlm_config *c)
+{
+	const char *js = st_meta(f, "vesper.config");
+
+	if (js == NULL)
+		return v_error(V_ERR_NOTFOUND,
+		    "%s: no vesper.config in the metadata (not a Vesper checkpoint?)", f->path);
+	int err = vlm_config_from_json(js, c);
+	if (err == V_OK)
+		err = vlm_config_check(c);
+	if (err) {
+		char why[512];	/* v_errmsg's buffer is the one v_error writes */
+		snprintf(why, sizeof why, "%s", v_errmsg(err));
+		return v_error(err, "%s: vesper.config: %s", f->path, why);
+	}
+	return V_OK;
 }

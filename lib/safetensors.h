@@ -110,4 +110,11 @@ struct st_wtensor {
 int st_write(const char *path, const struct st_wtensor *t, size_t n,
     const struct st_kv *meta, size_t n_meta);
 
+/* Vesper's conventions (vesper-checkpoint(5)).  A checkpoint is a
+ * directory holding model.safetensors or the file itself: open either. */
+int st_open_checkpoint(struct st_file *f, const char *path);
+struct vlm_config;
+/* The model configuration in the "vesper.config" metadata, checked. */
+int st_vesper_config(const struct st_file *f, struct vlm_config *c);
+
 #endif
