@@ -1,0 +1,415 @@
+/* infer.c: the matrix-vector kernels for each weight type, and the
+ * forward step with its key/value cache. */
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bf16.h"
+#include "infer.h"
+#include "verr.h"
+
+/* ---- kernels: one row of W against one input vector ---- */
+
+static float
+dot_f32(const float *restrict w, const float *restrict x, int n)
+{
+	float s = 0;
+#pragma omp simd reduction(+:s)
+	for (int i = 0; i < n; i++)
+		s += w[i] * x[i];
+	return s;
+}
+
+static float
+dot_bf16(const uint16_t *restrict w, const float *restrict x, int n)
+{
+	float s = 0;
+#pragma omp simd reduction(+:s)
+	for (int i = 0; i < n; i++)
+		s += v_bf16_to_f32(w[i]) * x[i];
+	return s;
+}
+
+static float
+dot_q8(const int8_t *restrict w, const float *restrict x, int n)
+{
+	float s = 0;
+#pragma omp simd reduction(+:s)
+	for (int i = 0; i < n; i++)
+		s += (float)w[i] * x[i];
+	return s;
+}
+
+/* One scale per group, so the sum of a group is scaled once rather than
+ * each weight. */
+static float
+dot_q4(const uint8_t *restrict w, const float *restrict scale, int group,
+    const float *restrict x, int n)
+{
+	float s = 0;
+	for (int g = 0; g < n / group; g++) {
+		const uint8_t *wg = w + g * (group / 2);
+		const float *xg = x + g * group;
+		float a = 0;
+#pragma omp simd reduction(+:a)
+		for (int j = 0; j < group / 2; j++) {
+			float lo = (float)((int)(wg[j] & 15) - 8);
+			float hi = (float)((int)(wg[j] >> 4) - 8);
+			a += lo * xg[2 * j] + hi * xg[2 * j + 1];
+		}
+		s += a * scale[g];
+	}
+	return s;
+}
+
+static float
+dot_row(const struct infer_mat *m, int r, const float *x)
+{
+	size_t rc = (size_t)r * (size_t)m->cols;
+	switch (m->type) {
+	case INFER_F32:
+		return dot_f32((const float *)m->w + rc, x, m->cols);
+	case INFER_BF16:
+		return dot_bf16((const uint16_t *)m->w + rc, x, m->cols);
+	case INFER_Q8:
+		return dot_q8((const int8_t *)m->w + rc, x, m->cols) * m->scale[r];
+	default:
+		return dot_q4((const uint8_t *)m->w + rc / 2,
+		    m->scale + (size_t)r * (size_t)(m->cols / m->group), m->group,
+		    x, m->cols);
+	}
+}
+
+void
+infer_mat_row(const struct infer_mat *m, int r, float *out)
+{
+	size_t rc = (size_t)r * (size_t)m->cols;
+	int n = m->cols;
+	switch (m->type) {
+	case INFER_F32:
+		memcpy(out, (const float *)m->w + rc, (size_t)n * sizeof *out);
+		break;
+	case INFER_BF16: {
+		const uint16_t *w = (const uint16_t *)m->w + rc;
+		for (int i = 0; i < n; i++)
+			out[i] = v_bf16_to_f32(w[i]);
+		break;
+	}
+	case INFER_Q8: {
+		const int8_t *w = (const int8_t *)m->w + rc;
+		for (int i = 0; i < n; i++)
+			out[i] = (float)w[i] * m->scale[r];
+		break;
+	}
+	default: {
+		const uint8_t *w = (const uint8_t *)m->w + rc / 2;
+		const float *sc = m->scale + (size_t)r * (size_t)(n / m->group);
+		for (int i = 0; i < n; i += 2) {
+			float s = sc[i / m->group];
+			out[i] = (float)((int)(w[i / 2] & 15) - 8) * s;
+			out[i + 1] = (float)((int)(w[i / 2] >> 4) - 8) * s;
+		}
+	}
+	}
+}
+
+size_t
+infer_mat_bytes(const struct infer_mat *m)
+{
+	size_t e = (size_t)m->rows * (size_t)m->cols;
+	switch (m->type) {
+	case INFER_F32:
+		return e * 4;
+	case INFER_BF16:
+		return e * 2;
+	case INFER_Q8:
+		return e + (size_t)m->rows * 4;
+	default:
+		return e / 2 + e / (size_t)m->group * 4;
+	}
+}
+
+/* Threads pay for themselves only on enough work. */
+#define PAR_MIN_WORK (1 << 16)
+
+void
+infer_matmul(const struct infer_mat *m, const float *x, float *y, int n)
+{
+	int R = m->rows, K = m->cols;
+	long work = (long)R * K * n;
+
+	if (n == 1) {
+#pragma omp parallel for schedule(static) if (work >= PAR_MIN_WORK)
+		for (int r = 0; r < R; r++)
+			y[r] = dot_row(m, r, x);
+		return;
+	}
+	if (m->type == INFER_F32) {
+		/* Y (n, R) = X (n, K) W^T: BLAS has this one covered. */
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, R, K,
+		    1.0f, x, K, (const float *)m->w, K, 0.0f, y, R);
+		return;
+	}
+	/* Other types: expand each row once into fp32 and use it for all n
+	 * inputs, so the weights still cross memory once per step. */
+#pragma omp parallel if (work >= PAR_MIN_WORK)
+	{
+		float *row = malloc((size_t)K * sizeof *row);
+#pragma omp for schedule(static)
+		for (int r = 0; r < R; r++) {
+			if (row == NULL) {
+				for (int b = 0; b < n; b++)
+					y[(size_t)b * R + r] =
+					    dot_row(m, r, x + (size_t)b * K);
+				continue;
+			}
+			infer_mat_row(m, r, row);
+			for (int b = 0; b < n; b++)
+				y[(size_t)b * R + r] =
+				    dot_f32(row, x + (size_t)b * K, K);
+		}
+		free(row);
+	}
+}
+
+/* ---- the forward step ---- */
+
+float
+infer_act(const struct vlm_config *c, float x)
+{
+	switch (c->act) {
+	case VLM_ACT_GELU:
+		return 0.5f * x * (1.0f + erff(x * 0.70710678f));
+	case VLM_ACT_ERA: {
+		float s = 1.0f / (1.0f + expf(-x / c->era_temp));
+		/* Binary entropy in bits, 0 at the ends (0 log 0 = 0). */
+		float h = 0;
+		if (s > 0 && s < 1)
+			h = -(s * log2f(s) + (1 - s) * log2f(1 - s));
+		return x * s * (1.0f + c->era_gamma * h);
+	}
+	default:
+		return x / (1.0f + expf(-x));
+	}
+}
+
+static void
+rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+	float ss = 0;
+	for (int i = 0; i < n; i++)
+		ss += x[i] * x[i];
+	float k = 1.0f / sqrtf(ss / (float)n + eps);
+	for (int i = 0; i < n; i++)
+		out[i] = x[i] * k * w[i];
+}
+
+/* rotate_half: the pair (i, i + hd/2) of each head turns by pos * f_i. */
+static void
+rope(float *v, int heads, int hd, const float *cs, const float *sn)
+{
+	int h2 = hd / 2;
+	for (int h = 0; h < heads; h++) {
+		float *a = v + h * hd;
+		for (int i = 0; i < h2; i++) {
+			float x0 = a[i], x1 = a[i + h2];
+			a[i] = x0 * cs[i] - x1 * sn[i];
+			a[i + h2] = x1 * cs[i] + x0 * sn[i];
+		}
+	}
+}
+
+int
+infer_state_init(struct infer_state *s, const struct infer_model *m, int cap)
+{
+	const struct vlm_config *c = &m->c;
+	memset(s, 0, sizeof *s);
+	if (cap <= 0 || cap > c->ctx)
+		return v_error(V_ERR_RANGE, "cache of %d positions: the model's "
+		    "context is %d", cap, c->ctx);
+	size_t kvd = (size_t)c->kv_heads * (size_t)(c->dim / c->heads);
+	size_t n = (size_t)c->layers * (size_t)cap * kvd;
+	s->k = malloc(n * sizeof *s->k);
+	s->v = malloc(n * sizeof *s->v);
+	if (s->k == NULL || s->v == NULL) {
+		infer_state_free(s);
+		return v_error(V_ERR_NOMEM, "key/value cache: out of memory");
+	}
+	s->cap = cap;
+	return V_OK;
+}
+
+void
+infer_state_free(struct infer_state *s)
+{
+	free(s->k);
+	free(s->v);
+	s->k = s->v = NULL;
+	s->cap = 0;
+}
+
+int
+infer_work_init(struct infer_work *w, const struct infer_model *m, int cap)
+{
+	const struct vlm_config *c = &m->c;
+	size_t C = (size_t)c->dim, F = (size_t)c->hidden, n = (size_t)cap;
+	size_t kvd = (size_t)c->kv_heads * (C / (size_t)c->heads);
+
+	memset(w, 0, sizeof *w);
+	if (cap <= 0)
+		return v_error(V_ERR_RANGE, "a step of %d slots", cap);
+	w->x = malloc(n * C * sizeof(float));
+	w->xb = malloc(n * C * sizeof(float));
+	w->q = malloc(n * C * sizeof(float));
+	w->kv = malloc(2 * n * kvd * sizeof(float));
+	w->ao = malloc(n * C * sizeof(float));
+	w->hb = malloc(n * F * sizeof(float));
+	w->hb2 = malloc(n * F * sizeof(float));
+	w->att = malloc(n * (size_t)c->heads * (size_t)c->ctx * sizeof(float));
+	w->logits = malloc(n * (size_t)c->vocab_used * sizeof(float));
+	if (!w->x || !w->xb || !w->q || !w->kv || !w->ao || !w->hb || !w->hb2 ||
+	    !w->att || !w->logits) {
+		infer_work_free(w);
+		return v_error(V_ERR_NOMEM, "inference buffers: out of memory");
+	}
+	w->cap = cap;
+	w->ctx = c->ctx;
+	return V_OK;
+}
+
+void
+infer_work_free(struct infer_work *w)
+{
+	free(w->x);
+	free(w->xb);
+	free(w->q);
+	free(w->kv);
+	free(w->ao);
+	free(w->hb);
+	free(w->hb2);
+	free(w->att);
+	free(w->logits);
+	memset(w, 0, sizeof *w);
+}
+
+int
+infer_step(const struct infer_model *m, struct infer_work *w,
+    const struct infer_slot *slot, int n)
+{
+	const struct vlm_config *c = &m->c;
+	int C = c->dim, H = c->heads, KV = c->kv_heads, hd = C / H, F = c->hidden;
+	int kvd = KV * hd, grp = H / KV, Vu = c->vocab_used;
+	float eps = c->norm_eps, isq = 1.0f / sqrtf((float)hd);
+
+	if (n <= 0 || n > w->cap)
+		return v_error(V_ERR_RANGE, "a step of %d slots (at most %d)", n,
+		    w->cap);
+	for (int s = 0; s < n; s++) {
+		if (slot[s].token < 0 || slot[s].token >= c->vocab)
+			return v_error(V_ERR_RANGE, "token %d outside the "
+			    "vocabulary of %d", slot[s].token, c->vocab);
+		if (slot[s].pos < 0 || slot[s].pos >= slot[s].st->cap)
+			return v_error(V_ERR_RANGE, "position %d outside the "
+			    "cache of %d", slot[s].pos, slot[s].st->cap);
+		infer_mat_row(&m->embed, slot[s].token, w->x + (size_t)s * C);
+	}
+	float *kb = w->kv, *vb = w->kv + (size_t)n * kvd;
+
+	for (int l = 0; l < c->layers; l++) {
+		const struct infer_layer *ly = &m->layer[l];
+		for (int s = 0; s < n; s++)
+			rmsnorm(w->xb + (size_t)s * C, w->x + (size_t)s * C,
+			    ly->attn_norm, C, eps);
+		infer_matmul(&ly->wq, w->xb, w->q, n);
+		infer_matmul(&ly->wk, w->xb, kb, n);
+		infer_matmul(&ly->wv, w->xb, vb, n);
+		for (int s = 0; s < n; s++) {
+			const struct infer_slot *sl = &slot[s];
+			const float *cs = m->rope_cos + (size_t)sl->pos * (hd / 2);
+			const float *sn = m->rope_sin + (size_t)sl->pos * (hd / 2);
+			rope(w->q + (size_t)s * C, H, hd, cs, sn);
+			rope(kb + (size_t)s * kvd, KV, hd, cs, sn);
+			size_t at = ((size_t)l * sl->st->cap + (size_t)sl->pos) * kvd;
+			memcpy(sl->st->k + at, kb + (size_t)s * kvd,
+			    (size_t)kvd * sizeof(float));
+			memcpy(sl->st->v + at, vb + (size_t)s * kvd,
+			    (size_t)kvd * sizeof(float));
+		}
+		long awork = 0;
+		for (int s = 0; s < n; s++)
+			awork += (long)(slot[s].pos + 1) * C;
+#pragma omp parallel for schedule(dynamic) if (awork >= PAR_MIN_WORK)
+		for (int sh = 0; sh < n * H; sh++) {
+			int s = sh / H, h = sh % H, p = slot[s].pos;
+			const struct infer_state *st = slot[s].st;
+			const float *q = w->q + (size_t)s * C + (size_t)h * hd;
+			const float *kc = st->k + (size_t)l * st->cap * kvd +
+			    (size_t)(h / grp) * hd;
+			const float *vc = st->v + (size_t)l * st->cap * kvd +
+			    (size_t)(h / grp) * hd;
+			float *a = w->att + (size_t)sh * w->ctx;
+			float mx = -INFINITY, sum = 0;
+			for (int t = 0; t <= p; t++) {
+				a[t] = dot_f32(q, kc + (size_t)t * kvd, hd) * isq;
+				if (a[t] > mx)
+					mx = a[t];
+			}
+			for (int t = 0; t <= p; t++) {
+				a[t] = expf(a[t] - mx);
+				sum += a[t];
+			}
+			float *o = w->ao + (size_t)s * C + (size_t)h * hd;
+			memset(o, 0, (size_t)hd * sizeof *o);
+			for (int t = 0; t <= p; t++) {
+				const float *v = vc + (size_t)t * kvd;
+				float at = a[t] / sum;
+				for (int i = 0; i < hd; i++)
+					o[i] += at * v[i];
+			}
+		}
+		infer_matmul(&ly->wo, w->ao, w->xb, n);
+		for (size_t i = 0; i < (size_t)n * C; i++)
+			w->x[i] += w->xb[i];
+
+		for (int s = 0; s < n; s++)
+			rmsnorm(w->xb + (size_t)s * C, w->x + (size_t)s * C,
+			    ly->mlp_norm, C, eps);
+		infer_matmul(&ly->gate, w->xb, w->hb, n);
+		infer_matmul(&ly->up, w->xb, w->hb2, n);
+		for (size_t i = 0; i < (size_t)n * F; i++)
+			w->hb[i] = infer_act(c, w->hb[i]) * w->hb2[i];
+		infer_matmul(&ly->down, w->hb, w->xb, n);
+		for (size_t i = 0; i < (size_t)n * C; i++)
+			w->x[i] += w->xb[i];
+	}
+
+	/* Only the slots that want logits go through the output head (in a
+	 * prompt chunk, the last one), packed so the head is read once. */
+	int nl = 0, last = 0;
+	for (int s = 0; s < n; s++)
+		if (slot[s].logits != NULL) {
+			rmsnorm(w->xb + (size_t)nl * C, w->x + (size_t)s * C,
+			    m->final_norm, C, eps);
+			nl++;
+			last = s;
+		}
+	if (nl == 1) {
+		infer_matmul(&m->head, w->xb, slot[last].logits, 1);
+	} else if (nl > 1) {
+		infer_matmul(&m->head, w->xb, w->logits, nl);
+		for (int s = 0, j = 0; s < n; s++)
+			if (slot[s].logits != NULL)
+				memcpy(slot[s].logits, w->logits +
+				    (size_t)j++ * Vu, (size_t)Vu * sizeof(float));
+	}
+	for (int s = 0; s < n; s++) {
+		if (slot[s].logits == NULL)
+			continue;
+		for (int i = 0; i < Vu; i++)
+			if (!isfinite(slot[s].logits[i]))
+				return v_error(V_ERR_NUMERIC, "the model's output "
+				    "is not finite at position %d", slot[s].pos);
+	}
+	return V_OK;
+}
