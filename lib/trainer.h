@@ -34,6 +34,7 @@ struct velvet_hparams {
 	/* Set by the training loop each step for the features above. */
 	float batch_entropy;		/* mean next-token entropy, nats */
 	float loss_ema;			/* running mean of the loss */
+	float batch_loss;		/* this step's mean loss, nats */
 };
 
 void velvet_defaults(struct velvet_hparams *h);
