@@ -314,11 +314,11 @@ int
 main(int argc, char **argv)
 {
 	cli_init("vshard",
-	"vshard [-h] [--shard-tokens n] [--val-fraction f] [--seed n] [--no-shuffle]"
-	" [--level n] [--progress] -o dir [file]\n"
+	"vshard [-h] [--shard-tokens n] [--val-fraction f] [--seed n]\n"
+	"[--no-shuffle] [--level n] [--progress] -o dir [file]\n"
 	"vshard verify [-h] dir\n"
-	"vshard cat [-h] [--split train|val|all] dir\n"
-	"vshard stats [-h] [--format text|json] dir");
+	"vshard cat [-h] [--split train | val | all] dir\n"
+	"vshard stats [-h] [--format text | json] dir");
 	cli_signals();
 	/* Past a file size limit (ulimit -f) write() then fails with EFBIG and
 	 * the half-written shard is removed, instead of the process dying of
