@@ -9,6 +9,8 @@
 #include "cuda_api.h"
 #include "cuda_common.cuh"
 
+extern const struct vlm_trainer_ops vk_cuda_trainer;	// trainer.cu
+
 namespace {
 
 int device_count(int *n)
@@ -61,7 +63,7 @@ const struct v_cuda_api api = {
 	set_device,
 	vk_last_error,
 	vk_saxpy,
-	nullptr,
+	&vk_cuda_trainer,
 };
 
 } // namespace
