@@ -336,7 +336,7 @@ static void
 test_golden_model(const char *dir, const json_t *m)
 {
 	const char *name = json_string_value(json_object_get(m, "name"));
-	char path[1024], *cfg_json, *bin;
+	char path[2100], *cfg_json, *bin;
 	size_t len;
 	struct vlm_config c;
 	int B = (int)json_integer_value(json_object_get(m, "B"));
