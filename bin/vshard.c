@@ -98,7 +98,8 @@ cat_split(const char *dir, const struct shard_manifest *m, int sp, struct ts_wri
 				doc = nd;
 				cap = nc;
 			}
-			memcpy(doc + len, ids, n * sizeof *ids);
+			if (n > 0)
+				memcpy(doc + len, ids, n * sizeof *ids);
 			len += n;
 			ids += n;
 			if (k + 1 == d.h.pieces && (d.h.flags & SHARD_F_CONT_LAST))

@@ -90,7 +90,8 @@ flush_shard(struct split_out *s, int cont_last)
 		return err;
 	for (size_t i = 0; i < s->npieces; i++)
 		v_put_u32(s->raw + 4 * i, s->lengths[i]);
-	memcpy(s->raw + 4 * s->npieces, s->ids, s->ntok * (size_t)s->width);
+	if (s->ntok > 0)
+		memcpy(s->raw + 4 * s->npieces, s->ids, s->ntok * (size_t)s->width);
 
 	struct shard_header h = s->proto;
 	h.flags = s->flags | (cont_last ? SHARD_F_CONT_LAST : 0);
@@ -150,7 +151,9 @@ add_doc(struct split_out *s, const unsigned char *ids, uint64_t n)
 		if (err)
 			return err;
 		s->lengths[s->npieces++] = (uint32_t)take;
-		memcpy(s->ids + s->ntok * (size_t)s->width, ids, (size_t)take * (size_t)s->width);
+		if (take > 0)
+			memcpy(s->ids + s->ntok * (size_t)s->width, ids,
+			    (size_t)take * (size_t)s->width);
 		s->ntok += take;
 		ids += take * (size_t)s->width;
 		n -= take;
@@ -301,7 +304,7 @@ shard_write_dir(const char *dir, struct ts_reader *in, const struct shard_write_
 		data = p;
 		if (err)
 			goto done;
-		unsigned char *q = data + at * (size_t)width;
+		unsigned char *q = n ? data + at * (size_t)width : NULL;
 		if (width == 2)
 			for (size_t i = 0; i < n; i++)
 				v_put_u16(q + 2 * i, (uint16_t)ids[i]);
@@ -361,7 +364,8 @@ shard_write_dir(const char *dir, struct ts_reader *in, const struct shard_write_
 		size_t hi = sp == SHARD_TRAIN ? ndocs : nval;
 		for (size_t k = lo; k < hi; k++) {
 			uint64_t d = order[k];
-			err = add_doc(s, data + off[d] * (size_t)width, off[d + 1] - off[d]);
+			uint64_t n = off[d + 1] - off[d];
+			err = add_doc(s, n ? data + off[d] * (size_t)width : NULL, n);
 			if (err)
 				goto done;
 		}
