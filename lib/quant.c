@@ -1,9 +1,14 @@
 /* quant.c: INT8/INT4 weight quantisation and llama.cpp's Q8_0/Q4_0 blocks. */
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bf16.h"
 #include "quant.h"
+#include "safetensors.h"
+#include "verr.h"
 #include "vio.h"
 
 /* Round to nearest and clamp, in floats first, so that a NaN or an
@@ -190,4 +195,79 @@ vq_rel_rms(const float *a, const float *b, size_t n)
 	if (den == 0)
 		return num == 0 ? 0 : INFINITY;
 	return sqrt(num / den);
+}
+
+/* The scale tensor of a quantised matrix, checked against the matrix. */
+static int
+scale_of(const struct st_file *f, const struct st_tensor *t,
+    const struct st_tensor **sc, int *group)
+{
+	char name[512];
+
+	if (t->ndim != 2 || t->shape[0] > INT32_MAX || t->shape[1] > INT32_MAX / 2)
+		return v_error(V_ERR_FORMAT, "%s: %s: a quantised tensor must be a matrix",
+		    f->path, t->name);
+	snprintf(name, sizeof name, "%s_scale", t->name);
+	*sc = st_find(f, name);
+	if (*sc == NULL)
+		return v_error(V_ERR_FORMAT, "%s: %s is %s but has no %s", f->path,
+		    t->name, st_dtype_name(t->dtype), name);
+	const struct st_tensor *s = *sc;
+	int64_t rows = t->shape[0], cols = t->shape[1];
+	if (s->dtype != ST_BF16)
+		return v_error(V_ERR_FORMAT, "%s: %s is %s, not BF16", f->path, name,
+		    st_dtype_name(s->dtype));
+	if (t->dtype == ST_I8) {
+		if (s->ndim != 1 || s->shape[0] != rows)
+			return v_error(V_ERR_FORMAT, "%s: %s: shape is not (%lld)",
+			    f->path, name, (long long)rows);
+		*group = 0;
+		return V_OK;
+	}
+	/* INT4: cols bytes hold 2*cols inputs, in groups of 2*cols/ng. */
+	if (s->ndim != 2 || s->shape[0] != rows || s->shape[1] <= 0 ||
+	    (2 * cols) % s->shape[1] != 0 || ((2 * cols) / s->shape[1]) % 2 != 0)
+		return v_error(V_ERR_FORMAT, "%s: %s: shape does not give whole groups of %s",
+		    f->path, name, t->name);
+	*group = (int)((2 * cols) / s->shape[1]);
+	return V_OK;
+}
+
+int
+vq_tensor_numel(const struct st_file *f, const struct st_tensor *t,
+    uint64_t *n)
+{
+	const struct st_tensor *sc;
+	int g, err;
+
+	if (t->dtype == ST_U8 && (err = scale_of(f, t, &sc, &g)) == V_OK) {
+		*n = t->numel * 2;
+		return V_OK;
+	}
+	*n = t->numel;
+	return V_OK;
+}
+
+int
+vq_tensor_f32(const struct st_file *f, const struct st_tensor *t, float *out)
+{
+	const struct st_tensor *sc;
+	int g, err;
+
+	if (t->dtype != ST_I8 && t->dtype != ST_U8)
+		return st_tensor_f32(t, out);
+	if ((err = scale_of(f, t, &sc, &g)) != V_OK)
+		return err;
+	int rows = (int)t->shape[0], cols = (int)t->shape[1];
+	uint16_t *s = malloc(sc->nbytes ? sc->nbytes : 1);
+	if (s == NULL)
+		return v_error(V_ERR_NOMEM, "out of memory");
+	for (uint64_t i = 0; i < sc->numel; i++)
+		s[i] = v_get_u16((const unsigned char *)sc->data + 2 * i);
+	if (t->dtype == ST_I8)
+		vq_int8_dequant(t->data, s, rows, cols, out);
+	else
+		vq_int4_dequant(t->data, s, rows, 2 * cols, g, out);
+	free(s);
+	return V_OK;
 }

@@ -49,4 +49,17 @@ void vq_q4_0_dequant(const unsigned char *in, size_t n, float *x);
  * (0 when a is all zeros and b equals it). */
 double vq_rel_rms(const float *a, const float *b, size_t n);
 
+struct st_file;
+struct st_tensor;
+/* The logical (unquantised) shape of a checkpoint tensor: an INT4 matrix
+ * (U8 with a _scale tensor) has twice the columns it stores.  numel in
+ * *n. */
+int vq_tensor_numel(const struct st_file *f, const struct st_tensor *t,
+    uint64_t *n);
+/* A checkpoint tensor as floats, whatever its dtype: F32/BF16/F16/F64
+ * converted, INT8 and INT4 matrices dequantised through their _scale
+ * tensors (vesper-checkpoint(5)).  out holds vq_tensor_numel floats. */
+int vq_tensor_f32(const struct st_file *f, const struct st_tensor *t,
+    float *out);
+
 #endif

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 #include "bf16.h"
 #include "safetensors.h"
@@ -208,6 +209,7 @@ parse(struct st_file *f)
 	}
 
 	uint64_t data_start = 8 + hlen, data_len = f->size - data_start;
+	f->data_start = data_start;
 	int err = V_OK;
 	json_object_foreach(h, key, v) {
 		if (strcmp(key, "__metadata__") == 0) {
@@ -370,9 +372,19 @@ st_tensor_f32(const struct st_tensor *t, float *out)
 	}
 }
 
+/* Write and hash (when md is not NULL). */
+static int
+emit(FILE *fp, EVP_MD_CTX *md, const void *buf, size_t n, const char *path)
+{
+	if (md != NULL && n > 0 && EVP_DigestUpdate(md, buf, n) != 1)
+		return v_error(V_ERR_NOMEM, "%s: SHA-256 failed", path);
+	return v_write_all(fp, buf, n, path);
+}
+
 /* Write n floats converted to dtype, a buffer at a time. */
 static int
-write_converted(FILE *fp, const float *x, uint64_t n, int dtype, const char *path)
+write_converted(FILE *fp, EVP_MD_CTX *md, const float *x, uint64_t n,
+    int dtype, const char *path)
 {
 	unsigned char buf[8192];
 	size_t per = dtype == ST_F32 ? 4 : 2, chunk = sizeof buf / per;
@@ -388,10 +400,30 @@ write_converted(FILE *fp, const float *x, uint64_t n, int dtype, const char *pat
 			else
 				v_put_u16(buf + 2 * j, v_f32_to_f16(v));
 		}
-		int err = v_write_all(fp, buf, m * per, path);
+		int err = emit(fp, md, buf, m * per, path);
 		if (err)
 			return err;
 	}
+	return V_OK;
+}
+
+static void
+hex_of(const unsigned char *d, char hex[65])
+{
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+int
+st_data_sha256(const struct st_file *f, char hex[65])
+{
+	unsigned char d[32];
+	unsigned int dn = 0;
+
+	if (EVP_Digest(f->base + f->data_start, f->size - f->data_start, d, &dn,
+	    EVP_sha256(), NULL) != 1)
+		return v_error(V_ERR_NOMEM, "%s: SHA-256 failed", f->path);
+	hex_of(d, hex);
 	return V_OK;
 }
 
@@ -403,16 +435,26 @@ st_write(const char *path, const struct st_wtensor *t, size_t n,
 	uint64_t off = 0, numel, nbytes;
 	int err = V_OK;
 
+	int hashed = strcmp(path, "-") != 0;
+	static const char zero_hex[] =
+	    "0000000000000000000000000000000000000000000000000000000000000000";
+	EVP_MD_CTX *md = NULL;
+
 	if (h == NULL)
 		return v_error(V_ERR_NOMEM, "out of memory");
-	if (n_meta > 0) {
+	if (n_meta > 0 || hashed) {
 		json_t *m = json_object();
 		if (m == NULL || json_object_set_new(h, "__metadata__", m) != 0) {
 			err = v_error(V_ERR_NOMEM, "out of memory");
 			goto out;
 		}
+		if (hashed && json_object_set_new(m, ST_SHA256_KEY, json_string(zero_hex)) != 0) {
+			err = v_error(V_ERR_NOMEM, "out of memory");
+			goto out;
+		}
 		for (size_t i = 0; i < n_meta; i++)
-			if (json_object_set_new(m, meta[i].key, json_string(meta[i].value)) != 0) {
+			if (strcmp(meta[i].key, ST_SHA256_KEY) != 0 &&
+			    json_object_set_new(m, meta[i].key, json_string(meta[i].value)) != 0) {
 				err = v_error(V_ERR_ARG, "%s: metadata \"%s\" is not UTF-8",
 				    path, meta[i].key);
 				goto out;
@@ -465,6 +507,21 @@ st_write(const char *path, const struct st_wtensor *t, size_t n,
 	unsigned char len8[8];
 	v_put_u64(len8, padded);
 
+	/* Where the hash goes once the data has been through it. */
+	long hash_at = 0;
+	if (hashed) {
+		char pat[128];
+		snprintf(pat, sizeof pat, "\"%s\":\"%s\"", ST_SHA256_KEY, zero_hex);
+		char *p = strstr(js, pat);
+		hash_at = p ? (long)(8 + (p - js) + strlen(ST_SHA256_KEY) + 4) : 0;
+		md = EVP_MD_CTX_new();
+		if (p == NULL || md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+			free(js);
+			err = v_error(V_ERR_NOMEM, "%s: cannot set up SHA-256", path);
+			goto out;
+		}
+	}
+
 	struct v_atomic a;
 	if ((err = v_atomic_open(&a, path)) != V_OK) {
 		free(js);
@@ -480,15 +537,27 @@ st_write(const char *path, const struct st_wtensor *t, size_t n,
 		const struct st_wtensor *w = &t[i];
 		shape_bytes(w->shape, w->ndim, w->dtype, &numel, &nbytes);
 		if (w->f32 != NULL)
-			err = write_converted(a.fp, w->f32, numel, w->dtype, path);
+			err = write_converted(a.fp, md, w->f32, numel, w->dtype, path);
 		else if (nbytes > 0)
-			err = v_write_all(a.fp, w->data, nbytes, path);
+			err = emit(a.fp, md, w->data, nbytes, path);
+	}
+	if (!err && hashed) {
+		unsigned char d[32];
+		unsigned int dn = 0;
+		char hex[65];
+		if (EVP_DigestFinal_ex(md, d, &dn) != 1)
+			err = v_error(V_ERR_NOMEM, "%s: SHA-256 failed", path);
+		hex_of(d, hex);
+		if (!err && (fseek(a.fp, hash_at, SEEK_SET) != 0 ||
+		    fwrite(hex, 1, 64, a.fp) != 64))
+			err = v_error_errno(V_ERR_IO, "%s: cannot record the hash", path);
 	}
 	if (!err)
 		err = v_atomic_commit(&a);
 	if (err)
 		v_atomic_abort(&a);
 out:
+	EVP_MD_CTX_free(md);
 	json_decref(h);
 	return err;
 }
@@ -528,4 +597,24 @@ st_vesper_config(const struct st_file *f, struct vlm_config *c)
 		return v_error(err, "%s: vesper.config: %s", f->path, why);
 	}
 	return V_OK;
+}
+
+int
+st_checkpoint_output(const char *output, char **path)
+{
+	size_t n = strlen(output);
+	int err;
+
+	if (strcmp(output, "-") == 0 ||
+	    (n >= 12 && strcmp(output + n - 12, ".safetensors") == 0)) {
+		*path = strdup(output);
+	} else {
+		if ((err = v_mkdir_p(output)) != V_OK)
+			return err;
+		*path = malloc(n + sizeof "/model.safetensors");
+		if (*path != NULL)
+			snprintf(*path, n + sizeof "/model.safetensors",
+			    "%s/model.safetensors", output);
+	}
+	return *path == NULL ? v_error(V_ERR_NOMEM, "out of memory") : V_OK;
 }

@@ -66,6 +66,7 @@ struct st_file {
 	const unsigned char *base;	/* the whole file */
 	size_t size;
 	int mapped;		/* base is a mapping to munmap on close */
+	uint64_t data_start;	/* 8 + the header length */
 	size_t n;		/* tensors, in header order */
 	struct st_tensor *t;
 	size_t n_meta;		/* __metadata__ pairs, in header order */
@@ -106,13 +107,25 @@ struct st_wtensor {
 
 /* Write tensors t[0..n) and metadata meta[0..n_meta) (may be 0) to path
  * ("-" for stdout), atomically, data in the order given.  Checks names
- * (non-empty, unique, not "__metadata__"), dtypes and shapes first. */
+ * (non-empty, unique, not "__metadata__"), dtypes and shapes first.
+ *
+ * A file (not stdout) also gets ST_SHA256_KEY: the SHA-256 of its data
+ * section, hashed as it is written and patched into space the header keeps
+ * for it, so that `vckpt verify` can detect damage.  A value for that key
+ * among meta (copied from another file) is dropped, never trusted. */
+#define ST_SHA256_KEY "vesper.data_sha256"
 int st_write(const char *path, const struct st_wtensor *t, size_t n,
     const struct st_kv *meta, size_t n_meta);
 
 /* Vesper's conventions (vesper-checkpoint(5)).  A checkpoint is a
  * directory holding model.safetensors or the file itself: open either. */
 int st_open_checkpoint(struct st_file *f, const char *path);
+/* Where to write a checkpoint named output: output itself when it ends in
+ * .safetensors or is "-", else output/model.safetensors after creating the
+ * directory.  Malloc'ed in *path. */
+int st_checkpoint_output(const char *output, char **path);
+/* The SHA-256 of f's data section in hexadecimal. */
+int st_data_sha256(const struct st_file *f, char hex[65]);
 struct vlm_config;
 /* The model configuration in the "vesper.config" metadata, checked. */
 int st_vesper_config(const struct st_file *f, struct vlm_config *c);

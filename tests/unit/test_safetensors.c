@@ -127,11 +127,12 @@ test_roundtrip(void)
 		{ .name = "scalar", .dtype = ST_I32, .ndim = 0, .data = ids },
 		{ .name = "ids", .dtype = ST_I32, .ndim = 1, .shape = { 3 }, .data = ids },
 	};
-	struct st_kv meta[] = { { "format", "vesper" }, { "note", "é \"quoted\"" } };
+	struct st_kv meta[] = { { "format", "vesper" }, { "note", "é \"quoted\"" },
+		{ ST_SHA256_KEY, "stale" } };
 	struct st_file f;
 
 	snprintf(path, sizeof path, "%s/rt.safetensors", dir);
-	is_int(st_write(path, w, 7, meta, 2), V_OK, "st_write");
+	is_int(st_write(path, w, 7, meta, 3), V_OK, "st_write");
 	int err = st_open(&f, path);
 	if (!ok(err == V_OK, "st_open reads what st_write wrote"))
 		diag("%s", v_errmsg(err));
@@ -142,6 +143,10 @@ test_roundtrip(void)
 	is_str(st_meta(&f, "format"), "vesper", "metadata format");
 	is_str(st_meta(&f, "note"), "é \"quoted\"", "metadata with UTF-8 and quotes");
 	ok(st_meta(&f, "none") == NULL, "absent metadata is NULL");
+	char hex[65];
+	is_int(st_data_sha256(&f, hex), V_OK, "st_data_sha256");
+	is_str(st_meta(&f, ST_SHA256_KEY), hex,
+	    "the recorded data hash is the data's (a stale one given is replaced)");
 	const struct st_tensor *t = st_find(&f, "a");
 	ok(t && t->dtype == ST_F32 && t->ndim == 2 && t->shape[0] == 2 &&
 	    t->shape[1] == 3 && memcmp(t->data, a, sizeof a) == 0, "F32 tensor intact");
