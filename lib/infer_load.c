@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "bf16.h"
 #include "infer.h"
@@ -327,46 +326,21 @@ load_matrix(struct infer_model *m, const struct st_file *f,
 int
 infer_model_open(struct infer_model *m, const char *path)
 {
-	memset(m, 0, sizeof *m);
-	struct stat sb;
-	char *file = NULL;
 	struct vlm_tensor *t = NULL;
+	struct vlm_config c;
 	int err;
 
-	if (stat(path, &sb) != 0)
-		return v_error_errno(V_ERR_NOTFOUND, "%s", path);
-	if (S_ISDIR(sb.st_mode)) {
-		size_t n = strlen(path) + sizeof "/model.safetensors";
-		if ((file = malloc(n)) == NULL)
-			return v_error(V_ERR_NOMEM, "out of memory");
-		snprintf(file, n, "%s/model.safetensors", path);
-	}
+	memset(m, 0, sizeof *m);
 	struct st_file *f = calloc(1, sizeof *f);
-	if (f == NULL) {
-		free(file);
+	if (f == NULL)
 		return v_error(V_ERR_NOMEM, "out of memory");
-	}
-	err = st_open(f, file ? file : path);
-	free(file);
-	if (err) {
+	if ((err = st_open_checkpoint(f, path)) != V_OK) {
 		free(f);
 		return err;
 	}
 	m->file = f;
-
-	const char *cj = st_meta(f, "vesper.config");
-	struct vlm_config c;
-	if (cj == NULL) {
-		err = v_error(V_ERR_FORMAT, "%s: no vesper.config in the "
-		    "metadata (not a Vesper checkpoint)", f->path);
+	if ((err = st_vesper_config(f, &c)) != V_OK)
 		goto fail;
-	}
-	if ((err = vlm_config_from_json(cj, &c)) != V_OK) {
-		char why[512];
-		snprintf(why, sizeof why, "%s", v_errmsg(err));
-		err = v_error(err, "%s: %s", f->path, why);
-		goto fail;
-	}
 	if ((err = model_begin(m, &c)) != V_OK)
 		goto fail;
 	int nt = vlm_layout(&c, NULL);

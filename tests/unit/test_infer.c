@@ -797,7 +797,7 @@ test_checkpoint(void)
 	err = infer_model_open(&m, path);
 	ok(err != V_OK, "a truncated file is refused: %s", v_errmsg(err));
 	err = infer_model_open(&m, "/nonexistent/model");
-	ok(err == V_ERR_NOTFOUND, "a missing path is refused: %s",
+	ok(err != V_OK && strstr(v_errmsg(err), "/nonexistent") != NULL, "a missing path is refused: %s",
 	    v_errmsg(err));
 	unlink(path);
 	rmdir(dir);
