@@ -1,0 +1,67 @@
+# large.mk: the full Claire-Dialogue-French workflow.  Fetch the corpus
+# (OpenLLM-France, through vfetch's verified, resumable download), train a
+# 32,000-token tokenizer, shard, train the `large` preset (24 layers, width
+# 1024, context 2048: 374 M parameters) on the GPU, checkpoint as it goes,
+# evaluate, quantise, generate, plot.
+#
+#   make -f pipelines/large.mk -n            the plan
+#   make -f pipelines/large.mk               run it (work files in run/large)
+#   make -f pipelines/large.mk PRESET=medium STEPS=5000 RUN=run/medium
+#   make -f pipelines/large.mk watch         a live view from another terminal
+#   make -f pipelines/large.mk export        a Hugging Face directory of the model
+#
+# Incremental: every step is a file target, and training checkpoints every
+# CKPT_EVERY steps, so running the same command again after an interruption
+# (Ctrl-C, a lost machine) picks up where it stopped: vfetch resumes its
+# download from the cache, vtrain resumes from ckpt/latest.
+
+VESPER_TOP := $(patsubst %/,%,$(dir $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))))
+
+RUN     ?= run/large
+# The corpus: every subset of the training split unless SUBSET names one
+# (vfetch --list shows them).
+SUBSET  ?=
+SPLIT   ?= train
+FETCH_FLAGS ?=
+CORPUS   = $(RUN)/claire.jsonl
+
+VOCAB   ?= 32000
+VAL_FRACTION ?= 0.005
+SHARD_TOKENS ?= 16Mi
+SEED    ?= 1
+
+# Model and training.  BATCH_TOKENS is the optimizer's batch; vtrain
+# accumulates gradients over micro-batches of MICRO_BATCH sequences.
+PRESET  ?= large
+DEVICE  ?= cuda
+STEPS   ?= 20000
+SEQ     ?= 2048
+BATCH_TOKENS ?= 524288
+MICRO_BATCH ?= 16
+LR      ?= 3e-4
+WARMUP  ?= 500
+EVAL_EVERY ?= 250
+CKPT_EVERY ?= 500
+KEEP    ?= 3
+TRAIN_FLAGS ?= --micro-batch $(MICRO_BATCH)
+RESTART ?= no
+
+BITS    ?= 8
+PROMPT  ?= [Intervenant 1:] Bonjour, je voudrais
+GEN_TOKENS ?= 200
+TEMPERATURE ?= 0.8
+TOP_K   ?= 40
+GEN_FLAGS ?=
+
+$(CORPUS):
+	@mkdir -p $(@D)
+	$(VESPER_BIN)/vfetch $(if $(SUBSET),--subset $(SUBSET)) --split $(SPLIT) \
+	    $(FETCH_FLAGS) claire > $@.tmp
+	@mv $@.tmp $@
+
+include $(VESPER_TOP)/pipelines/chain.mk
+
+.PHONY: export
+export: $(RUN)/hf/config.json
+$(RUN)/hf/config.json: $(RUN)/train.done
+	$(V)vckpt export --hf $(RUN)/hf $(CKPT)/latest
