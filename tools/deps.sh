@@ -13,7 +13,7 @@ libopenmpi-dev openmpi-bin libssl-dev libxxhash-dev mandoc perl zstd curl libarc
 p7zip-full gnuplot-nox jq python3 python3-pip"
 # Peers the tests and benchmarks check Vesper against (never used by the
 # programs themselves).
-PIPS="numpy safetensors tokenizers tiktoken"
+PIPS="numpy safetensors tokenizers tiktoken gguf"
 
 missing=""
 for p in $DEBS; do
