@@ -911,7 +911,7 @@ int
 main(int argc, char **argv)
 {
 	cli_init("vgen",
-	    "vgen [-h] [--device auto|cpu|cuda] [-m model] [-t tokenizer] [-p text]\n"
+	    "vgen [-h] [--device auto|cpu|cuda] -m model [-t tokenizer] [-p text]\n"
 	    "[--batch] [--chat] [-n max-tokens] [--temperature t] [--top-k k]\n"
 	    "[--top-p p] [--repeat-penalty r] [--seed n] [--stop string]\n"
 	    "[--confidence[=file]] [--satisfice[=tau]]");
