@@ -11,7 +11,9 @@
  *   0 <pad>, 1 <bos>, 2 <eos>, 3 [PII], 4 [NOISE], 5 [LAUGHTER],
  *   6 .. 69   [Intervenant 1:] .. [Intervenant 64:],
  *   70 .. 325 the 256 bytes 0x00 .. 0xFF,
- *   326 ..    one token per merge, in the order they were learnt.
+ *   326 ..    the tokens the merges make, in the order they were learnt
+ *             (a merge that remakes the bytes of an earlier token reuses
+ *             its id).
  * tok_encode() never produces <pad>, <bos> or <eos>: text that spells them
  * is encoded as text, so a document cannot forge them.  The dialogue tags
  * are matched in the normalised text and become their single ids.
@@ -71,6 +73,7 @@ struct tok_buf {
 	char *p;
 	size_t n, cap;
 };
+int tok_buf_put(struct tok_buf *b, const void *p, size_t n);
 void tok_buf_free(struct tok_buf *b);
 
 /* A growing list of ids. */
@@ -78,6 +81,7 @@ struct tok_ids {
 	uint32_t *v;
 	size_t n, cap;
 };
+int tok_ids_push(struct tok_ids *ids, uint32_t id);
 void tok_ids_free(struct tok_ids *ids);
 
 /* What normalisation met, summed over calls. */
@@ -141,8 +145,10 @@ size_t tok_utf8_complete(const unsigned char *buf, size_t len);
 /* Training: learn merges from documents fed one at a time. */
 struct tok_trainer;
 int tok_trainer_new(unsigned steps, struct tok_trainer **out);
-/* Normalise and count the words of one document (thread-safe: no; call
- * from one thread, it spreads the work itself when threads > 1). */
+/* Threads for counting words (default 1). */
+void tok_trainer_threads(struct tok_trainer *tr, int n);
+/* Take one document; documents are normalised and their words counted in
+ * batches, spread over the threads.  Call from one thread. */
 int tok_trainer_add(struct tok_trainer *tr, const char *text, size_t len);
 /* Learn merges until the vocabulary has vocab tokens (or no pair occurs
  * min_count times), then write the tokenizer file atomically to path. */
