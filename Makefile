@@ -117,9 +117,35 @@ check-asan: deps
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) --no-print-directory B=build-asan SAN=1 NVCC= test-run
 
-# On a machine with a GPU (the device machine): the CUDA checks.
+# On a machine with a GPU (the device machine): the CUDA checks.  The two
+# programs are built everywhere (CI has nvcc but no GPU), so that a break
+# in the CUDA backend or its tests fails the build there.
+GPU_T := $(B)/tests/gpu/test_trainer $(if $(NVCC),$(B)/tests/gpu/test_kernels)
+build: $(GPU_T)
+
+$(B)/tests/gpu/test_trainer: tests/gpu/test_trainer.c tests/unit/tap.h \
+		$(B)/lib/libvesper.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/lib/libvesper.a $(LDLIBS)
+
+# Kernel objects linked in directly: the test calls each launcher.
+$(B)/tests/gpu/test_kernels: tests/gpu/test_kernels.cu $(CU_OBJ) \
+		$(B)/lib/libvesper.a
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCCFLAGS) -Xcompiler -fopenmp -o $@ $< $(CU_OBJ) \
+		-Xlinker --as-needed $(B)/lib/libvesper.a $(CUDA_LIBS) $(LDLIBS) -lgomp
+
 test-gpu: build
 	$(TEST_ENV) sh tests/gpu/run.sh
+
+# The CUDA trainer against its PyTorch peer (bench/gpu_bench.sh), on the
+# device machine.
+$(B)/bench/gpu_bench: bench/gpu_bench.c $(B)/lib/libvesper.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) $(LDFLAGS) -o $@ $< $(B)/lib/libvesper.a $(LDLIBS)
+
+bench-gpu: build $(B)/bench/gpu_bench
+	$(TEST_ENV) sh bench/gpu_bench.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
@@ -145,4 +171,5 @@ demo: deps
 	@$(MAKE) --no-print-directory build
 	@$(MAKE) --no-print-directory -f pipelines/small.mk
 
--include $(LIB_OBJ:.o=.d) $(BIN:=.d) $(CLI_OBJ:.o=.d) $(UNIT:.t=.d)
+-include $(LIB_OBJ:.o=.d) $(BIN:=.d) $(CLI_OBJ:.o=.d) $(UNIT:.t=.d) \
+	$(B)/tests/gpu/test_trainer.d

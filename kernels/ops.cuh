@@ -85,10 +85,18 @@ struct vk_chunk {
 	int len;	// elements
 	int decay;	// a matrix: weight decay applies
 };
+// The step's constants, prepared on the host as lib/velvet.c's
+// velvet_prepare does (Velvet's features change lr and beta1 there).
 struct vk_adamw {
-	float lr, beta1, beta2, eps, weight_decay, grad_mul;
-	float bc1, bc2;	// 1 - beta^t
-	int decay_all;	// decay vectors (norm weights) too
+	float lr;		// after the entropy-adaptive scale
+	float weight_decay;
+	float one_minus_b1;	// 1 - beta1 (perplexity-guided beta1)
+	float beta2, one_minus_b2;
+	float step_size;	// lr / (1 - beta1^t)
+	float bc2_sqrt;		// sqrt(1 - beta2^t)
+	float eps, grad_mul;
+	int decay_all;		// decay vectors (norm weights) too
+	int sparse;		// skip elements whose gradient is exactly 0
 };
 int vk_velvet(float *p, bf16 *pbf, const float *g, float *m, float *v,
     const struct vk_chunk *chunks, int nchunks, const struct vk_adamw *h,

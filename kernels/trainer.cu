@@ -76,6 +76,11 @@ struct trainer {
 	int logits_valid;
 };
 
+double clampd(double x, double lo, double hi)
+{
+	return x < lo ? lo : x > hi ? hi : x;
+}
+
 size_t wo(const struct trainer *t, int l, int k)
 {
 	return t->tens[1 + (size_t)l * W_PER_LAYER + k].offset;
@@ -89,6 +94,48 @@ size_t w_norm(const struct trainer *t)
 size_t w_head(const struct trainer *t)
 {
 	return t->c.tie ? 0 : t->tens[2 + (size_t)t->L * W_PER_LAYER].offset;
+}
+
+// vlm_layout()'s order (lib/vlm_config.c), recomputed here: the backend is
+// a shared object that links nothing of lib/, so that it loads into any
+// program.  The whole-step test compares every tensor with the CPU
+// backend's, which would catch a drift between the two.
+void put(std::vector<struct vlm_tensor> &v, int layer, int rows, int cols,
+    int is_matrix, size_t *off)
+{
+	struct vlm_tensor x;
+	memset(&x, 0, sizeof x);
+	x.rows = rows;
+	x.cols = cols;
+	x.offset = *off;
+	x.is_matrix = is_matrix;
+	x.layer = layer;
+	*off += (size_t)rows * cols;
+	v.push_back(x);
+}
+
+void layout(const struct vlm_config *c, std::vector<struct vlm_tensor> &v)
+{
+	int C = c->dim, F = c->hidden, hd = c->dim / c->heads;
+	int kv = c->kv_heads * hd;
+	size_t off = 0;
+
+	v.clear();
+	put(v, -1, c->vocab, C, 1, &off);
+	for (int l = 0; l < c->layers; l++) {
+		put(v, l, 1, C, 0, &off);		// input_layernorm
+		put(v, l, c->heads * hd, C, 1, &off);	// q_proj
+		put(v, l, kv, C, 1, &off);		// k_proj
+		put(v, l, kv, C, 1, &off);		// v_proj
+		put(v, l, C, c->heads * hd, 1, &off);	// o_proj
+		put(v, l, 1, C, 0, &off);		// post_attention_layernorm
+		put(v, l, F, C, 1, &off);		// gate_proj
+		put(v, l, F, C, 1, &off);		// up_proj
+		put(v, l, C, F, 1, &off);		// down_proj
+	}
+	put(v, -1, 1, C, 0, &off);			// model.norm
+	if (!c->tie)
+		put(v, -1, c->vocab, C, 1, &off);	// lm_head
 }
 
 // Device bytes a model needs: fixed (parameters, optimizer) and per row
@@ -154,11 +201,9 @@ int create_in(struct trainer *t, const struct vlm_config *c, int B, int T)
 	t->V = c->vocab;
 	t->Vu = c->vocab_used;
 	t->QKV = (t->H + 2 * t->KV) * t->hd;
-	int nt = vlm_layout(c, nullptr);
-	t->tens.resize(nt);
-	vlm_layout(c, t->tens.data());
-	t->P = t->tens[nt - 1].offset + (size_t)t->tens[nt - 1].rows *
-	    t->tens[nt - 1].cols;
+	layout(c, t->tens);
+	const struct vlm_tensor &last = t->tens.back();
+	t->P = last.offset + (size_t)last.rows * last.cols;
 
 	double fixed, per_row;
 	mem_need(t, &fixed, &per_row);
@@ -336,9 +381,10 @@ int upload_tokens(struct trainer *t, const int32_t *tokens)
 	for (int b = 0; b < t->B; b++) {
 		const int32_t *row = tokens + (size_t)b * (t->T + 1);
 		for (int i = 0; i <= t->T; i++)
-			if (row[i] < 0 || row[i] >= t->Vu) {
+			if (row[i] < 0 || row[i] >= t->V) {
 				vk_set_error("token %d at sequence %d position %d is "
-				    "outside the vocabulary of %d", row[i], b, i, t->Vu);
+				    "outside the model's vocabulary of %d", row[i], b, i,
+				    t->V);
 				return VK_ERR_RANGE;
 			}
 		memcpy(in + (size_t)b * t->T, row, t->T * sizeof *in);
@@ -392,7 +438,7 @@ int run_forward(struct trainer *t, float dscale, int want_grad)
 	VK_TRY(vk_mm(t->blas, s, 0, 1, N, t->V, C, t->lnf, t->pbf + w_head(t),
 	    t->logits, 0, 1.0f, 0.0f));
 	VK_TRY(vk_xent(want_grad ? t->dlogits : nullptr, t->loss, t->ent,
-	    t->logits, t->tok_tgt, N, t->V, t->Vu, dscale, s));
+	    t->logits, t->tok_tgt, N, t->V, t->V, dscale, s));
 	t->logits_valid = 1;
 	VK_TRY(vk_sum(t->red_out, t->red_part, t->loss, N, 0, s));
 	VK_TRY(vk_sum(t->red_out + 1, t->red_part, t->ent, N, 0, s));
@@ -497,25 +543,37 @@ int step(void *st, const struct velvet_hparams *hp, float lr, long tstep,
     float grad_mul)
 {
 	struct trainer *t = (struct trainer *)st;
-	if (hp->entropy_lr || hp->ppl_momentum || hp->sparse) {
-		vk_set_error("Velvet's entropy-adaptive rate, perplexity-guided "
-		    "momentum and sparse updates are not in the CUDA backend yet");
-		return VK_ERR_NOTIMPL;
-	}
-	if (tstep < 1) {
-		vk_set_error("optimizer step %ld: steps count from 1", tstep);
+	if (!(hp->beta1 >= 0 && hp->beta1 < 1) || !(hp->beta2 >= 0 &&
+	    hp->beta2 < 1) || !(hp->eps > 0) || !(hp->weight_decay >= 0) ||
+	    !std::isfinite(hp->weight_decay) || !(lr >= 0) ||
+	    !std::isfinite(lr) || tstep < 1 || !std::isfinite(grad_mul)) {
+		vk_set_error("Velvet: bad hyperparameters (betas in [0, 1), eps "
+		    "> 0, decay >= 0, lr >= 0, step >= 1; step %ld)", tstep);
 		return VK_ERR_ARG;
 	}
+	// The features' formulas are lib/velvet.c's (velvet_lr_scale,
+	// velvet_beta1), which vtrain(1) documents.
+	double scale = 1.0, b1 = hp->beta1;
+	if (hp->entropy_lr && t->Vu >= 2) {
+		double e = hp->batch_entropy / log((double)t->Vu);
+		scale = clampd(1 + hp->entropy_lr_k * (e - 0.5), 0.5, 2.0);
+	}
+	if (hp->ppl_momentum)
+		b1 = clampd(hp->beta1 + hp->ppl_momentum_k *
+		    ((double)hp->batch_loss - hp->loss_ema), 0.5, 0.99);
+	double l = lr * scale;
 	struct vk_adamw h;
-	h.lr = lr;
-	h.beta1 = hp->beta1;
-	h.beta2 = hp->beta2;
-	h.eps = hp->eps;
+	h.lr = (float)l;
 	h.weight_decay = hp->weight_decay;
+	h.one_minus_b1 = (float)(1 - b1);
+	h.beta2 = hp->beta2;
+	h.one_minus_b2 = (float)(1 - (double)hp->beta2);
+	h.step_size = (float)(l / (1 - pow((double)hp->beta1, (double)tstep)));
+	h.bc2_sqrt = (float)sqrt(1 - pow((double)hp->beta2, (double)tstep));
+	h.eps = hp->eps;
 	h.grad_mul = grad_mul;
-	h.bc1 = (float)(1.0 - pow((double)hp->beta1, (double)tstep));
-	h.bc2 = (float)(1.0 - pow((double)hp->beta2, (double)tstep));
 	h.decay_all = hp->decay_vectors;
+	h.sparse = hp->sparse;
 	VK_TRY(vk_velvet(t->p, t->pbf, t->g, t->m, t->v, t->chunks, t->nchunks,
 	    &h, t->s));
 	VK_CHECK(cudaStreamSynchronize(t->s));

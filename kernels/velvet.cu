@@ -16,18 +16,31 @@
 
 // kernels
 
+// One element: the same operations, in the same order, as lib/velvet.c's
+// velvet_update (m by torch's lerp form), so the two agree to rounding.
+__device__ __forceinline__ void adamw_one(float &p, float &m, float &v,
+    float g, const struct vk_adamw &h, float decay)
+{
+	float gi = g * h.grad_mul;
+	if (h.sparse && g == 0.0f)
+		return;
+	float pi = p * decay;
+	m = m + h.one_minus_b1 * (gi - m);
+	v = h.beta2 * v + h.one_minus_b2 * gi * gi;
+	float den = sqrtf(v) / h.bc2_sqrt + h.eps;
+	p = pi - h.step_size * (m / den);
+}
+
 __global__ void __launch_bounds__(VELVET_THREADS)
 velvet_kernel(float *p, bf16 *pbf, const float *g, float *m, float *v,
     const struct vk_chunk *chunks, struct vk_adamw h)
 {
 	struct vk_chunk c = chunks[blockIdx.x];
-	float decay = c.decay || h.decay_all ?
-	    1.0f - h.lr * h.weight_decay : 1.0f;
-	float step = h.lr / h.bc1;
-	float rbc2 = rsqrtf(h.bc2);
+	float decay = c.decay || h.decay_all ? 1.0f - h.lr * h.weight_decay :
+	    1.0f;
 	size_t base = c.off;
-	// float4 where the chunk starts 16-byte aligned and holds whole
-	// vectors; else element by element.
+	// 16-byte accesses where the chunk starts aligned and holds whole
+	// vectors (every matrix of the presets); else element by element.
 	if ((base & 3) == 0 && (c.len & 3) == 0) {
 		float4 *p4 = (float4 *)(p + base);
 		const float4 *g4 = (const float4 *)(g + base);
@@ -36,33 +49,22 @@ velvet_kernel(float *p, bf16 *pbf, const float *g, float *m, float *v,
 		__nv_bfloat162 *b2 = (__nv_bfloat162 *)(pbf + base);
 		for (int i = threadIdx.x; i < c.len / 4; i += blockDim.x) {
 			float4 gg = g4[i], mm = m4[i], vv = v4[i], pp = p4[i];
-			float ga[4] = { gg.x, gg.y, gg.z, gg.w };
-			float ma[4] = { mm.x, mm.y, mm.z, mm.w };
-			float va[4] = { vv.x, vv.y, vv.z, vv.w };
-			float pa[4] = { pp.x, pp.y, pp.z, pp.w };
-#pragma unroll
-			for (int k = 0; k < 4; k++) {
-				float gk = ga[k] * h.grad_mul;
-				ma[k] = h.beta1 * ma[k] + (1.0f - h.beta1) * gk;
-				va[k] = h.beta2 * va[k] + (1.0f - h.beta2) * gk * gk;
-				float den = sqrtf(va[k]) * rbc2 + h.eps;
-				pa[k] = pa[k] * decay - step * ma[k] / den;
-			}
-			m4[i] = make_float4(ma[0], ma[1], ma[2], ma[3]);
-			v4[i] = make_float4(va[0], va[1], va[2], va[3]);
-			p4[i] = make_float4(pa[0], pa[1], pa[2], pa[3]);
-			b2[2 * i] = __floats2bfloat162_rn(pa[0], pa[1]);
-			b2[2 * i + 1] = __floats2bfloat162_rn(pa[2], pa[3]);
+			adamw_one(pp.x, mm.x, vv.x, gg.x, h, decay);
+			adamw_one(pp.y, mm.y, vv.y, gg.y, h, decay);
+			adamw_one(pp.z, mm.z, vv.z, gg.z, h, decay);
+			adamw_one(pp.w, mm.w, vv.w, gg.w, h, decay);
+			m4[i] = mm;
+			v4[i] = vv;
+			p4[i] = pp;
+			b2[2 * i] = __floats2bfloat162_rn(pp.x, pp.y);
+			b2[2 * i + 1] = __floats2bfloat162_rn(pp.z, pp.w);
 		}
 		return;
 	}
 	for (int i = threadIdx.x; i < c.len; i += blockDim.x) {
 		size_t j = base + i;
-		float gk = g[j] * h.grad_mul;
-		float mm = h.beta1 * m[j] + (1.0f - h.beta1) * gk;
-		float vv = h.beta2 * v[j] + (1.0f - h.beta2) * gk * gk;
-		float den = sqrtf(vv) * rbc2 + h.eps;
-		float pp = p[j] * decay - step * mm / den;
+		float pp = p[j], mm = m[j], vv = v[j];
+		adamw_one(pp, mm, vv, g[j], h, decay);
 		m[j] = mm;
 		v[j] = vv;
 		p[j] = pp;
