@@ -12,6 +12,7 @@
 #include "../../lib/bf16.h"
 #include "../../lib/infer.h"
 #include "../../lib/safetensors.h"
+#include "../../lib/trainer.h"
 #include "../../lib/verr.h"
 #include "tap.h"
 
@@ -808,9 +809,57 @@ test_checkpoint(void)
 	free(p);
 }
 
+/* The training model (lib/model_cpu, the backend vtrain runs) and the
+ * inference step give the same logits at every position. */
+static void
+test_vs_trainer(int act, int tie)
+{
+	struct vlm_config c;
+	struct infer_model m;
+	void *st;
+	test_config(&c, act, tie);
+	float *p = random_params(&c);
+	int T = 16, Vu = c.vocab_used, V = c.vocab;
+	int32_t tok[17];
+	int itok[17];
+	for (int t = 0; t <= T; t++)
+		itok[t] = tok[t] = (t * 53 + act * 7) % Vu;
+	float *tl = malloc((size_t)T * V * sizeof *tl);
+	float *il = malloc((size_t)T * Vu * sizeof *il);
+	float loss;
+	int err = vlm_cpu_trainer.create(&c, 1, T, &st);
+	if (err == V_OK)
+		err = vlm_cpu_trainer.set_params(st, p);
+	if (err == V_OK)
+		err = vlm_cpu_trainer.forward(st, tok, &loss);
+	if (err == V_OK)
+		err = vlm_cpu_trainer.get_logits(st, tl);
+	is_int(err, V_OK, "the training model's forward pass");
+	infer_model_from_flat(&m, &c, p, INFER_F32);
+	decode_all(&m, itok, T, il);
+	double d = 0, sc = 1;
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < Vu; i++) {
+			double a = tl[(size_t)t * V + i], b = il[(size_t)t * Vu + i];
+			d = fmax(d, fabs(a - b));
+			sc = fmax(sc, fabs(a));
+		}
+	ok(err == V_OK && d / sc < 1e-4, "%s%s: decode with the cache == "
+	    "lib/model_cpu's forward at all %d positions (relative %.2g)",
+	    vlm_act_name(act), tie ? " tied" : "", T, d / sc);
+	if (err == V_OK)
+		vlm_cpu_trainer.destroy(st);
+	infer_model_free(&m);
+	free(tl);
+	free(il);
+	free(p);
+}
+
 int
 main(void)
 {
+	test_vs_trainer(VLM_ACT_SILU, 0);
+	test_vs_trainer(VLM_ACT_ERA, 1);
 	for (int act = VLM_ACT_SILU; act <= VLM_ACT_ERA; act++)
 		test_forward(act, act == VLM_ACT_GELU);
 	test_batch();
