@@ -12,6 +12,10 @@
 #include "verr.h"
 #include "vio.h"
 
+/* Below this much work a parallel region costs more than it saves, and
+ * on a loaded machine a descheduled thread stalls every barrier. */
+#define VLM_PAR_MIN 65536
+
 static double mm_seconds, mm_flops;
 
 void
@@ -52,7 +56,7 @@ void
 vlm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
     int N, int C, float eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= VLM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *xr = x + (size_t)n * C;
 		float *o = out + (size_t)n * C;
@@ -71,7 +75,7 @@ vlm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
     const float *w, const float *rstd, int N, int C)
 {
 	/* y_i = w_i x_i r: dx_i = r w_i dy_i - r^3 x_i (sum_j w_j dy_j x_j) / C */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= VLM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *xr = x + (size_t)n * C, *dy = dout + (size_t)n * C;
 		float *d = dx + (size_t)n * C;
@@ -83,7 +87,7 @@ vlm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 			d[i] += r * w[i] * dy[i] - k * xr[i];
 	}
 	/* The weight's gradient sums over rows: split the columns instead. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= VLM_PAR_MIN)
 	for (int i = 0; i < C; i++) {
 		float s = 0;
 		for (int n = 0; n < N; n++)
@@ -112,7 +116,7 @@ rope_apply(float *x, const float *cosv, const float *sinv, int B, int T,
 {
 	int half = hd / 2;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * nh * hd >= VLM_PAR_MIN)
 	for (int n = 0; n < B * T; n++) {
 		const float *c = cosv + (size_t)(n % T) * half;
 		const float *s = sinv + (size_t)(n % T) * half;
@@ -148,7 +152,7 @@ vlm_attention_forward(float *y, float *att, const float *q, const float *k,
 	int qw = H * hd, kw = KV * hd, rep = H / KV;
 	float scale = 1.0f / sqrtf((float)hd);
 
-#pragma omp parallel for collapse(2) schedule(dynamic)
+#pragma omp parallel for collapse(2) schedule(dynamic) if ((size_t)B * H * T * T * hd >= VLM_PAR_MIN)
 	for (int b = 0; b < B; b++)
 		for (int h = 0; h < H; h++) {
 			const float *kb = k + (size_t)b * T * kw + (size_t)(h / rep) * hd;
@@ -193,7 +197,7 @@ vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
 
 	/* One thread per (sequence, key/value head): the query heads sharing
 	 * it add into the same dk and dv rows, in a fixed order. */
-#pragma omp parallel for collapse(2) schedule(dynamic)
+#pragma omp parallel for collapse(2) schedule(dynamic) if ((size_t)B * H * T * T * hd >= VLM_PAR_MIN)
 	for (int b = 0; b < B; b++)
 		for (int g = 0; g < KV; g++) {
 			float datt[T];
@@ -294,7 +298,7 @@ void
 vlm_glu_forward(float *out, const float *g, const float *u, size_t n, int act,
     float gamma, float temp)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= VLM_PAR_MIN / 16)
 	for (size_t i = 0; i < n; i++)
 		out[i] = vlm_act(act, g[i], gamma, temp) * u[i];
 }
@@ -303,7 +307,7 @@ void
 vlm_glu_backward(float *dg, float *du, const float *dout, const float *g,
     const float *u, size_t n, int act, float gamma, float temp)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= VLM_PAR_MIN / 16)
 	for (size_t i = 0; i < n; i++) {
 		float d = dout[i];
 		du[i] = d * vlm_act(act, g[i], gamma, temp);
@@ -324,7 +328,7 @@ vlm_xent(float *dlogits, double *loss, double *entropy, const float *logits,
 			return v_error(V_ERR_RANGE, "target token %d outside the "
 			    "vocabulary of %d", (int)targets[n], V);
 		}
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * V >= VLM_PAR_MIN)
 	for (int n = 0; n < N; n++) {
 		const float *z = logits + (size_t)n * V;
 		int32_t y = targets[n];

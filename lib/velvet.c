@@ -77,7 +77,7 @@ velvet_update(const struct velvet_step *s, float wd, float *p, const float *g,
 	float decay = (float)(1 - (double)s->lr * wd);
 	float neg_step = -s->step_size;
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 16384)
 	for (size_t i = 0; i < n; i++) {
 		float gi = g[i] * s->grad_mul;
 		/* Sparse-aware: an element with no gradient this step (a row of
@@ -103,7 +103,7 @@ velvet_norm(const float *x, size_t n)
 	size_t per = (n + CHUNKS - 1) / CHUNKS;
 
 	/* Fixed chunks summed in order: the same bits whatever the threads. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= 65536)
 	for (int c = 0; c < CHUNKS; c++) {
 		size_t lo = (size_t)c * per, hi = lo + per < n ? lo + per : n;
 		double s = 0;
