@@ -48,6 +48,18 @@ xstrdup(const char *s)
 	return p;
 }
 
+/* A quantised matrix: I8 or U8 with a scale tensor beside it (an integer
+ * tensor without one is just data). */
+static int
+is_quantised(const struct st_file *f, const struct st_tensor *t)
+{
+	char name[512];
+	if (t->dtype != ST_I8 && t->dtype != ST_U8)
+		return 0;
+	snprintf(name, sizeof name, "%s_scale", t->name);
+	return st_find(f, name) != NULL;
+}
+
 /* The scale tensor of a quantised matrix is part of that matrix. */
 static int
 is_scale_of_quantised(const struct st_file *f, const struct st_tensor *t)
@@ -59,7 +71,7 @@ is_scale_of_quantised(const struct st_file *f, const struct st_tensor *t)
 	base[n - 6] = '\0';
 	const struct st_tensor *b = st_find(f, base);
 	free(base);
-	return b != NULL && (b->dtype == ST_I8 || b->dtype == ST_U8);
+	return b != NULL && is_quantised(f, b);
 }
 
 /* A tensor as malloc'ed floats (dequantised if need be). */
@@ -245,7 +257,7 @@ cmd_verify(int argc, char **argv)
 	int err = st_open_checkpoint(&f, argv[optind]);
 	if (err) {
 		printf("FAIL  structure: %s\n", v_errmsg(err));
-		return cli_exit_status(1);
+		return 1;
 	}
 	printf("ok    structure: %zu tensors, offsets tile %zu bytes\n", f.n, f.size);
 
@@ -277,7 +289,7 @@ cmd_verify(int argc, char **argv)
 			}
 			int64_t rows = t->ndim == 2 ? t->shape[0] : 1;
 			int64_t cols = t->ndim >= 1 ? t->shape[t->ndim - 1] : 1;
-			if (t->dtype == ST_U8)
+			if (t->dtype == ST_U8 && is_quantised(&f, t))
 				cols *= 2;
 			vq_tensor_numel(&f, t, &n);
 			int want_nd = lt[i].rows == 1 && !lt[i].is_matrix ? 1 : 2;
@@ -287,8 +299,7 @@ cmd_verify(int argc, char **argv)
 				problem("layout: %s is %s %s, the configuration wants (%d, %d)",
 				    t->name, st_dtype_name(t->dtype), sh, lt[i].rows, lt[i].cols);
 				bad++;
-			} else if (!is_float(t->dtype) && t->dtype != ST_I8 &&
-			    t->dtype != ST_U8) {
+			} else if (!is_float(t->dtype) && !is_quantised(&f, t)) {
 				problem("layout: %s has dtype %s", t->name, st_dtype_name(t->dtype));
 				bad++;
 			}
@@ -312,7 +323,7 @@ cmd_verify(int argc, char **argv)
 	uint64_t nonfinite = 0, scanned = 0;
 	for (size_t i = 0; i < f.n; i++) {
 		const struct st_tensor *t = &f.t[i];
-		if (!is_float(t->dtype) && t->dtype != ST_I8 && t->dtype != ST_U8)
+		if (!is_float(t->dtype) && !is_quantised(&f, t))
 			continue;
 		if (!is_float(t->dtype)) {
 			/* Dequantising checks the scale tensor's shape. */
@@ -397,8 +408,8 @@ cmd_diff(int argc, char **argv)
 			differ = 1;
 			continue;
 		}
-		int fa = is_float(ta->dtype) || ta->dtype == ST_I8 || ta->dtype == ST_U8;
-		int fb = is_float(tb->dtype) || tb->dtype == ST_I8 || tb->dtype == ST_U8;
+		int fa = is_float(ta->dtype) || is_quantised(&a, ta);
+		int fb = is_float(tb->dtype) || is_quantised(&b, tb);
 		uint64_t na, nb;
 		vq_tensor_numel(&a, ta, &na);
 		vq_tensor_numel(&b, tb, &nb);
@@ -537,7 +548,7 @@ cmd_convert(int argc, char **argv)
 		const struct st_tensor *t = &f.t[i];
 		if (is_scale_of_quantised(&f, t))
 			continue;
-		if (!is_float(t->dtype) && t->dtype != ST_I8 && t->dtype != ST_U8) {
+		if (!is_float(t->dtype) && !is_quantised(&f, t)) {
 			struct st_wtensor *w = out_add(&o, NULL);
 			w->name = t->name;
 			w->dtype = t->dtype;
@@ -556,6 +567,8 @@ cmd_convert(int argc, char **argv)
 		if (t->dtype == ST_U8)
 			w->shape[1] *= 2;
 		w->f32 = x;
+		if (t->dtype == ST_F64 && dtype == ST_F32)
+			w->dtype = ST_F32;
 	}
 	size_t nm;
 	struct st_kv *meta = copy_meta(&f, 0, &nm, dequant);
@@ -851,11 +864,11 @@ export_hf(struct st_file *f, const struct vlm_config *cfg, const char *dir,
 		if (is_scale_of_quantised(f, t))
 			continue;
 		struct st_wtensor *w;
-		if (t->dtype == ST_F32 || t->dtype == ST_BF16 || t->dtype == ST_F16) {
+		if (!is_quantised(f, t)) {
 			w = out_add(&o, NULL);
 			w->dtype = t->dtype;
 			w->data = t->data;
-			if (t->dtype != ST_F32)
+			if (t->dtype == ST_BF16 || t->dtype == ST_F16)
 				dtype = t->dtype;
 		} else {
 			uint64_t n;
@@ -868,7 +881,7 @@ export_hf(struct st_file *f, const struct vlm_config *cfg, const char *dir,
 		w->name = t->name;
 		w->ndim = t->ndim;
 		memcpy(w->shape, t->shape, sizeof t->shape);
-		if (t->dtype == ST_U8)
+		if (t->dtype == ST_U8 && is_quantised(f, t))
 			w->shape[1] *= 2;
 	}
 	/* transformers refuses safetensors whose format is not "pt". */
@@ -1318,7 +1331,6 @@ cmd_import(int argc, char **argv)
 		w->shape[1] = cols;
 		w->f32 = x;
 	}
-	free(lt);
 	char *js = vlm_config_json(&cfg);
 	if (js == NULL)
 		cli_die("out of memory");
@@ -1328,6 +1340,7 @@ cmd_import(int argc, char **argv)
 		{ "vesper.imported_from", hf },
 	};
 	write_ckpt(output, &o, meta, 5);
+	free(lt);
 	printf("%s: %d layers, width %d, vocabulary %d (padded to %d), %llu parameters\n",
 	    output, cfg.layers, cfg.dim, cfg.vocab_used, cfg.vocab,
 	    (unsigned long long)vlm_param_count(&cfg));
