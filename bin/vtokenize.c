@@ -507,14 +507,14 @@ main(int argc, char **argv)
 	int c, err;
 
 	cli_init("vtokenize",
-	"vtokenize train [-hP] [-f format] [-j threads] [-m count] [-N steps] "
-	"[-v vocab] [--skip-bad] -o tokenizer [file ...]\n"
-	"vtokenize encode [-hP] [-f format] [-j threads] [--skip-bad] "
-	"-t tokenizer [-o file] [file ...]\n"
-	"vtokenize decode [-hJ] -t tokenizer [-o file] [file]\n"
-	"vtokenize export [-h] -t tokenizer [-o file]\n"
-	"vtokenize normalize [-hJ] [-f format] [-N steps] [-t tokenizer] "
-	"[--skip-bad] [file ...]");
+	    "vtokenize train [-hP] [-f format] [-j threads] [-m count] [-N steps]\n"
+	    "[-v vocab] [--skip-bad] -o tokenizer [file ...]\n"
+	    "vtokenize encode [-hP] [-f format] [-j threads] [--skip-bad] -t tokenizer\n"
+	    "[-o file] [file ...]\n"
+	    "vtokenize decode [-hJ] -t tokenizer [-o file] [file]\n"
+	    "vtokenize export [-h] -t tokenizer [-o file]\n"
+	    "vtokenize normalize [-hJ] [-f format] [-N steps] [-t tokenizer]\n"
+	    "[--skip-bad] [file ...]");
 	cli_signals();
 	if (argc < 2)
 		cli_usage();
