@@ -66,6 +66,8 @@ main(int argc, char **argv)
 			o.endpoint = optarg;
 			break;
 		case 'r':
+			if (!fetch_revision_ok(optarg))
+				cli_bad_usage("--revision: bad revision name '%s'", optarg);
 			o.revision = optarg;
 			break;
 		case 's':
@@ -86,6 +88,8 @@ main(int argc, char **argv)
 			o.source = optarg;
 			break;
 		case 'H':
+			if (strlen(optarg) != 64 || strspn(optarg, "0123456789abcdefABCDEF") != 64)
+				cli_bad_usage("--sha256: not 64 hexadecimal digits");
 			o.sha256 = optarg;
 			break;
 		case 'R':
@@ -105,6 +109,12 @@ main(int argc, char **argv)
 	argv += optind;
 	if (argc == 0)
 		cli_bad_usage("no source");
+	for (int i = 0; i < argc; i++) {
+		const char *sep = strstr(argv[i], "://");
+		if (sep != NULL && strncmp(argv[i], "http://", 7) != 0 &&
+		    strncmp(argv[i], "https://", 8) != 0)
+			cli_bad_usage("%s: only http and https URLs are supported", argv[i]);
+	}
 	if (list && (argc != 1 || strcmp(argv[0], "claire") != 0))
 		cli_bad_usage("--list works on claire only");
 	/* The endpoint without a trailing slash, so that paths join cleanly. */

@@ -138,9 +138,8 @@ safe_relpath(const char *p)
 	}
 }
 
-/* A revision usable as one directory name. */
-static int
-safe_revision(const char *r)
+int
+fetch_revision_ok(const char *r)
 {
 	if (*r == '\0' || strlen(r) > 200 || strcmp(r, ".") == 0 || strcmp(r, "..") == 0)
 		return 0;
@@ -534,7 +533,7 @@ fetch_list(const struct fetch_opts *o, FILE *out)
 	size_t n;
 	int err;
 
-	if (!safe_revision(rev))
+	if (!fetch_revision_ok(rev))
 		return v_error(V_ERR_ARG, "bad revision \"%s\"", rev);
 	char *snap = snapshot_dir(o, FETCH_CLAIRE_REPO, rev);
 	if (snap == NULL)
@@ -579,7 +578,7 @@ fetch_claire(const struct fetch_opts *o, FILE *out, struct fetch_stats *st)
 	size_t n;
 	int err;
 
-	if (!safe_revision(rev))
+	if (!fetch_revision_ok(rev))
 		return v_error(V_ERR_ARG, "bad revision \"%s\"", rev);
 	char *snap = snapshot_dir(o, FETCH_CLAIRE_REPO, rev);
 	if (snap == NULL)
@@ -635,7 +634,7 @@ fetch_tinystories(const struct fetch_opts *o, FILE *out, struct fetch_stats *st)
 		hi = 1;
 	else if (strcmp(o->split, "test") == 0)
 		lo = 1;
-	if (!safe_revision(rev))
+	if (!fetch_revision_ok(rev))
 		return v_error(V_ERR_ARG, "bad revision \"%s\"", rev);
 	char *snap = snapshot_dir(o, FETCH_TINYSTORIES_REPO, rev);
 	if (snap == NULL)

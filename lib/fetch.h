@@ -51,6 +51,10 @@ int fetch_run(const struct fetch_opts *o, const char *source, FILE *out,
 /* Claire: print its subsets with the sizes of their files to out. */
 int fetch_list(const struct fetch_opts *o, FILE *out);
 
+/* Is r a revision name vfetch accepts (a branch, tag or commit id made of
+ * letters, digits, '-', '_' and '.', usable as one directory name)? */
+int fetch_revision_ok(const char *r);
+
 /* The default cache: $XDG_CACHE_HOME/vesper, else $HOME/.cache/vesper
  * (malloc'ed; NULL when neither variable is set). */
 char *fetch_default_cache(void);

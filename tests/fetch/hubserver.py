@@ -18,6 +18,7 @@ Faults, for the tests (PATH is a file's path inside its dataset, or for
   --no-range          the CDN ignores Range and answers 200
   --token T           the hub answers 401 without "Authorization: Bearer T"
   --revisions a,b     the revisions that exist (others: 404)
+  --extra-entry PATH  list a file PATH that does not exist (a hostile listing)
 Each request is logged to --log as "server method path auth=yes|no
 range=...".  The two ports are written to --portfile when both listen.
 """
@@ -42,6 +43,7 @@ ap.add_argument("--status", action="append", default=[])
 ap.add_argument("--no-range", action="store_true")
 ap.add_argument("--token")
 ap.add_argument("--revisions", default="main")
+ap.add_argument("--extra-entry", action="append", default=[])
 args = ap.parse_args()
 
 lock = threading.Lock()
@@ -102,6 +104,8 @@ def listing(repo):
                     oid = hashlib.sha256(b"not the file").hexdigest()
                 e["lfs"] = {"oid": oid, "size": e["size"], "pointerSize": 134}
             out.append(e)
+    for x in args.extra_entry:
+        out.append({"type": "file", "oid": "0" * 40, "size": 1, "path": x})
     for d in dirs:
         out.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": d})
     out.sort(key=lambda e: e["path"])
