@@ -139,9 +139,12 @@ next_doc(struct reader *r, struct tok_buf *doc)
 					err = v_json_str(j, "text", &s, &len);
 					if (err == V_OK)
 						err = tok_buf_put(doc, s, len);
-					else
+					else {
+						char why[256];
+						snprintf(why, sizeof why, "%s", v_errmsg(err));
 						err = v_error(V_ERR_FORMAT, "%s:%ld: %s", r->name,
-						    r->line, v_errmsg(err));
+						    r->line, why);
+					}
 					json_decref(j);
 				}
 				if (err == V_OK) {

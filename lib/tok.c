@@ -8,6 +8,7 @@
  * pair first and, among equals, the leftmost: the rule Hugging Face's BPE
  * follows, so the two give the same ids. */
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
@@ -308,8 +309,11 @@ tok_parse(const char *buf, size_t len, const char *path, struct tok **out)
 		return v_error(V_ERR_FORMAT, "%s:%ld: bad normalisation list", path, line);
 	memcpy(list, v, vn);
 	list[vn] = '\0';
-	if ((err = tok_norm_parse(list, &steps)))
-		return v_error(V_ERR_FORMAT, "%s:%ld: %s", path, line, v_errmsg(err));
+	if ((err = tok_norm_parse(list, &steps))) {
+		char why[256];
+		snprintf(why, sizeof why, "%s", v_errmsg(err));
+		return v_error(V_ERR_FORMAT, "%s:%ld: %s", path, line, why);
+	}
 	line++;
 	if (next_line(buf, len, &at, &p, &n) || keyed(p, n, "vocab", &v, &vn) ||
 	    parse_u32(v, vn, &vocab) || vocab < TOK_FIRST_MERGE)
@@ -352,9 +356,10 @@ tok_parse(const char *buf, size_t len, const char *path, struct tok **out)
 	if ((err = tok_build(steps, merges, nmerges, path, &t)))
 		return err;
 	if (t->vocab != vocab) {
+		uint32_t made = t->vocab;
 		tok_free(t);
 		return v_error(V_ERR_FORMAT, "%s: says vocab %u, its merges make %u",
-		    path, vocab, t->vocab);
+		    path, vocab, made);
 	}
 	*out = t;
 	return V_OK;
@@ -426,7 +431,7 @@ tok_utf8_complete(const unsigned char *buf, size_t len)
 		unsigned char c = buf[len - back];
 		if (c < 0x80)
 			return len;
-		if (c >= 0xC0) {
+		if (c >= 0xC2 && c <= 0xF4) {
 			uint32_t cp;
 			size_t l = tok_utf8_next(buf + len - back, back, &cp);
 			/* Ill-formed only because it ran out of bytes. */
@@ -434,6 +439,8 @@ tok_utf8_complete(const unsigned char *buf, size_t len)
 				return len - back;
 			return len;
 		}
+		if (c >= 0xC0)
+			return len;	/* a byte no sequence starts with */
 	}
 	return len;
 }
