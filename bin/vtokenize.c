@@ -308,6 +308,8 @@ cmd_train(const struct opts *o, char **files, int nfiles)
 		v_progress_update(&pg, r.bytes);
 	}
 	v_progress_finish(&pg);
+	if (err == V_OK && r.docs == 0)
+		err = v_error(V_ERR_FORMAT, "no documents to learn from");
 	if (err == V_OK) {
 		double t0 = v_now();
 		err = tok_trainer_finish(tr, (uint32_t)o->vocab, o->min_count, o->output);
