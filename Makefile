@@ -57,7 +57,7 @@ MAN      := $(wildcard man/man1/*.1 man/man5/*.5 man/man7/*.7)
 CLI_T    := $(wildcard tests/cli/*.t)
 
 .PHONY: all build deps test test-run check-asan install uninstall clean \
-	demo test-gpu bench bench-gpu lint-man
+	demo test-gpu bench bench-gpu lint-man fuzz fuzz-build
 .DEFAULT_GOAL := all
 # Keep objects that chained rules would otherwise delete.
 .SECONDARY:
@@ -146,6 +146,33 @@ $(B)/bench/gpu_bench: bench/gpu_bench.c $(B)/lib/libvesper.a
 
 bench-gpu: build $(B)/bench/gpu_bench
 	$(TEST_ENV) sh bench/gpu_bench.sh
+
+# libFuzzer targets, one per parser (tests/fuzz/), built by clang with
+# ASan and UBSan: `make fuzz` runs each FUZZ_TIME seconds from the seed
+# corpus, keeping what it finds in $(B)/fuzz/.  tests/cli/fuzz.t runs it
+# briefly as part of make test, and skips where clang has no libFuzzer.
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+FUZZ_TARGETS := safetensors gguf
+FUZZ_LIB := lib/safetensors.c lib/gguf.c lib/quant.c lib/verr.c lib/vio.c \
+	lib/vjson.c lib/vlm_config.c
+FUZZ_FLAGS = -g -O1 -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard lib/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags jansson libcrypto) \
+		-o $@ $< $(FUZZ_LIB) $(shell pkg-config --libs jansson libcrypto) -lm
+
+fuzz-build: $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
+
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p $(B)/fuzz/corpus-$$t && \
+		$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -rss_limit_mb=1024 \
+			-artifact_prefix=$(B)/fuzz/crash-$$t- \
+			$(B)/fuzz/corpus-$$t tests/fuzz/corpus/$$t || exit 1; \
+	done
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \

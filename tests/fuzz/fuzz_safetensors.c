@@ -1,0 +1,46 @@
+/* fuzz_safetensors.c: libFuzzer target for the safetensors reader.
+ * Whatever the bytes, st_open_mem either refuses them or returns tensors
+ * whose data lies inside the buffer; touching every byte of every tensor
+ * (and converting the float ones) lets AddressSanitizer check that. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../lib/quant.h"
+#include "../../lib/safetensors.h"
+#include "../../lib/verr.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct st_file f;
+	volatile unsigned sum = 0;
+
+	if (st_open_mem(&f, data, size, "fuzz") != V_OK)
+		return 0;
+	for (size_t i = 0; i < f.n; i++) {
+		const struct st_tensor *t = &f.t[i];
+		const unsigned char *p = t->data;
+		if (p < data || (size_t)(p - data) > size || t->nbytes > size - (size_t)(p - data))
+			abort();
+		for (uint64_t k = 0; k < t->nbytes; k++)
+			sum += p[k];
+		if (st_find(&f, t->name) == NULL)
+			abort();
+		/* Dequantising goes through the scale tensor's checks. */
+		uint64_t n;
+		vq_tensor_numel(&f, t, &n);
+		if (n <= (1u << 20)) {
+			float *x = malloc(n * sizeof *x + 1);
+			if (x != NULL)
+				(void)vq_tensor_f32(&f, t, x);
+			free(x);
+		}
+	}
+	for (size_t i = 0; i < f.n_meta; i++)
+		sum += (unsigned)strlen(f.meta[i].key) + (unsigned)strlen(f.meta[i].value);
+	st_close(&f);
+	return 0;
+}
