@@ -370,18 +370,11 @@ do_line(struct docs_splitter *s, const char *p, size_t n)
 	}
 }
 
-int
-docs_splitter_feed(struct docs_splitter *s, const char *p, size_t n)
+static int
+feed_raw(struct docs_splitter *s, const char *p, size_t n)
 {
 	int err;
 
-	if (!s->started && n > 0) {
-		s->started = 1;
-		if (n >= 3 && memcmp(p, "\xEF\xBB\xBF", 3) == 0) {
-			p += 3;
-			n -= 3;
-		}
-	}
 	while (n > 0) {
 		const char *nl = memchr(p, '\n', n);
 		size_t k = nl ? (size_t)(nl - p) : n;
@@ -408,11 +401,42 @@ docs_splitter_feed(struct docs_splitter *s, const char *p, size_t n)
 	return V_OK;
 }
 
+#define BOM "\xEF\xBB\xBF"
+
+int
+docs_splitter_feed(struct docs_splitter *s, const char *p, size_t n)
+{
+	/* The first three bytes are held back until it is clear whether
+	 * they are a byte order mark, however the input is chunked. */
+	if (!s->started) {
+		int match = 1;
+		while (n > 0 && s->nbom < 3 && match) {
+			s->bom[s->nbom++] = *p++;
+			n--;
+			match = memcmp(s->bom, BOM, s->nbom) == 0;
+		}
+		if (match && s->nbom < 3)
+			return V_OK;
+		s->started = 1;
+		if (!match) {
+			int err = feed_raw(s, s->bom, s->nbom);
+			if (err)
+				return err;
+		}
+	}
+	return feed_raw(s, p, n);
+}
+
 int
 docs_splitter_end(struct docs_splitter *s)
 {
 	int err = V_OK;
 
+	if (!s->started) {
+		s->started = 1;
+		if ((err = feed_raw(s, s->bom, s->nbom)))
+			return err;
+	}
 	if (s->llen > 0) {
 		err = do_line(s, s->line, s->llen);
 		s->llen = 0;

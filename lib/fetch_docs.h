@@ -44,7 +44,9 @@ struct docs_splitter {
 	char *doc;		/* the document being gathered */
 	size_t dlen, dcap;
 	int have_doc;		/* doc holds a started document */
-	int started;		/* the first byte was seen (for the BOM) */
+	int started;		/* past the byte order mark, or sure there is none */
+	char bom[3];		/* the first bytes, held back until then */
+	int nbom;
 	char *esc;		/* escaping buffer */
 	size_t ecap;
 };
