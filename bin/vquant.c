@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/infer.h"
 #include "../lib/quant.h"
 #include "../lib/safetensors.h"
+#include "../lib/shard_reader.h"
 #include "../lib/verr.h"
 #include "../lib/vio.h"
 #include "../lib/vlm_config.h"
@@ -28,6 +30,79 @@ is_quantised_name(const char *name)
 	    strcmp(name + n - (sizeof suffix - 1), suffix) == 0;
 }
 
+/* Validation perplexity of the checkpoint at path over the first `budget`
+ * tokens of the val split of shards, in windows of up to 256 tokens (each
+ * predicting its tokens 1..T from the ones before, from a fresh cache).
+ * Both models see the same windows, so the two numbers compare. */
+static double
+perplexity(const char *path, const char *shards, uint64_t budget,
+    uint64_t *counted)
+{
+	struct infer_model m;
+	struct infer_state st;
+	struct infer_work w;
+	struct shard_reader *r;
+	int err;
+
+	if ((err = infer_model_open(&m, path)) != V_OK)
+		cli_fatal(err);
+	if ((err = shard_reader_open(&r, shards, SHARD_VAL)) != V_OK)
+		cli_fatal(err);
+	int T = m.c.ctx < 256 ? m.c.ctx : 256, V = m.c.vocab_used;
+	uint64_t avail = shard_reader_tokens(r);
+	if (avail < 2)
+		cli_die("%s: the validation split has %llu tokens", shards,
+		    (unsigned long long)avail);
+	if (budget > avail - 1)
+		budget = avail - 1;
+	if ((uint64_t)T > budget)
+		T = (int)budget;
+	if (infer_state_init(&st, &m, T) != V_OK || infer_work_init(&w, &m, T) != V_OK)
+		cli_die("out of memory for the evaluation");
+	int32_t *tok = malloc((size_t)(T + 1) * sizeof *tok);
+	float *logits = malloc((size_t)T * V * sizeof *logits);
+	struct infer_slot *slot = malloc((size_t)T * sizeof *slot);
+	if (tok == NULL || logits == NULL || slot == NULL)
+		cli_die("out of memory for the evaluation");
+	double nll = 0;
+	uint64_t n = 0;
+	for (uint64_t done = 0; done + (uint64_t)T <= budget; done += (uint64_t)T) {
+		if ((err = shard_reader_next_batch(r, 1, T, tok)) != V_OK)
+			cli_fatal(err);
+		for (int i = 0; i <= T; i++)
+			if (tok[i] < 0 || tok[i] >= V)
+				cli_die("%s: token %d is outside the model's vocabulary of %d",
+				    shards, (int)tok[i], V);
+		for (int i = 0; i < T; i++) {
+			slot[i].st = &st;
+			slot[i].token = tok[i];
+			slot[i].pos = i;
+			slot[i].logits = logits + (size_t)i * V;
+		}
+		if ((err = infer_step(&m, &w, slot, T)) != V_OK)
+			cli_fatal(err);
+		for (int i = 0; i < T; i++) {
+			const float *z = logits + (size_t)i * V;
+			double mx = z[0], sum = 0;
+			for (int k = 1; k < V; k++)
+				mx = z[k] > mx ? z[k] : mx;
+			for (int k = 0; k < V; k++)
+				sum += exp(z[k] - mx);
+			nll += mx + log(sum) - z[tok[i + 1]];
+			n++;
+		}
+	}
+	free(tok);
+	free(logits);
+	free(slot);
+	infer_work_free(&w);
+	infer_state_free(&st);
+	shard_reader_close(r);
+	infer_model_free(&m);
+	*counted = n;
+	return exp(nll / (double)n);
+}
+
 struct out_tensor {
 	struct st_wtensor w;
 	void *own;		/* a buffer to free after writing */
@@ -38,18 +113,23 @@ int
 main(int argc, char **argv)
 {
 	cli_init("vquant",
-	"vquant [-h] [-v] [-b 8|4] [-g 32|64|128] checkpoint output");
+	"vquant [-h] [-v] [-b 8|4] [-g 32|64|128] [-e shards] [-n tokens]\n"
+	"checkpoint output");
 	cli_signals();
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "bits", required_argument, NULL, 'b' },
 		{ "group", required_argument, NULL, 'g' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "eval", required_argument, NULL, 'e' },
+		{ "eval-tokens", required_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 }
 	};
 	int c, bits = 8, group = 64, verbose = 0;
+	const char *shards = NULL;
+	uint64_t budget = 16384;
 
-	while ((c = getopt_long(argc, argv, "+hb:g:v", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+hb:g:ve:n:", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			cli_help();
@@ -66,6 +146,12 @@ main(int argc, char **argv)
 		case 'v':
 			verbose = 1;
 			break;
+		case 'e':
+			shards = optarg;
+			break;
+		case 'n':
+			budget = cli_count("-n", optarg, 2, UINT64_C(1) << 40);
+			break;
 		default:
 			cli_usage();
 		}
@@ -74,6 +160,8 @@ main(int argc, char **argv)
 	argv += optind;
 	if (argc != 2)
 		cli_usage();
+	if (shards != NULL && strcmp(argv[1], "-") == 0)
+		cli_bad_usage("-e evaluates the output, which cannot be standard output");
 
 	struct st_file in;
 	struct vlm_config cfg;
@@ -224,6 +312,13 @@ main(int argc, char **argv)
 		    path, scheme, nmat, kept ? " (some kept)" : "",
 		    bytes_in / 1e6, bytes_out / 1e6,
 		    nmat ? sum_err / nmat : 0.0, max_err, worst);
+	}
+	if (shards != NULL) {
+		uint64_t n0, n1;
+		double p0 = perplexity(argv[0], shards, budget, &n0);
+		double p1 = perplexity(path, shards, budget, &n1);
+		fprintf(rep, "validation perplexity over %llu tokens: %.4f -> %.4f (%+.2f%%)\n",
+		    (unsigned long long)n0, p0, p1, 100 * (p1 / p0 - 1));
 	}
 	for (size_t i = 0; i < nout; i++) {
 		free(out[i].own);

@@ -81,4 +81,32 @@ EOF
 else
 	skip "NaN checks" "python numpy/safetensors not installed"
 fi
+
+# --eval: the validation perplexity before and after, through vgen's CPU
+# inference.  A random model is close to uniform over the tokenizer's 1000
+# ids, and INT8 barely moves it.
+python3 - <<'EOF' > s.tok
+import random, struct, sys
+random.seed(3)
+out = sys.stdout.buffer
+out.write(b"VTOK" + struct.pack("<HHII", 1, 2, 1000, 0) + bytes(32))
+total = 0
+for d in range(100):
+    ids = [random.randrange(1000) for _ in range(random.randint(20, 60))]
+    out.write(struct.pack("<I%dH" % len(ids), len(ids), *ids))
+    total += len(ids)
+out.write(struct.pack("<IQQ", 0xFFFFFFFF, 100, total))
+EOF
+vshard --val-fraction 0.5 -o shards s.tok 2>/dev/null
+ok $? "a shard directory of random tokens"
+run 0 vquant -b 8 -e shards -n 512 a q8e
+like out '^validation perplexity over 512 tokens: ' "--eval reports the perplexity"
+sed -n 's/.*tokens: \([0-9.]*\) -> \([0-9.]*\).*/\1 \2/p' out > ppl
+awk '{ exit !($1 > 500 && $1 < 2000 && $2 / $1 < 1.01 && $2 / $1 > 0.99) }' ppl
+ok $? "a near-uniform perplexity ($(cat ppl)), INT8 within 1%"
+run 0 vquant -b 4 -g 32 --eval shards --eval-tokens 256 a q4e
+like out '^validation perplexity over 256 tokens: ' "--eval with INT4"
+run 2 vquant -e shards a -
+run 1 vquant -e no-shards a q8x
+like err 'no-shards' "a missing shard directory is named"
 done_testing
