@@ -64,6 +64,7 @@ vlm_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
 		for (int i = 0; i < C; i++)
 			ss += xr[i] * xr[i];
 		float r = 1.0f / sqrtf(ss / C + eps);
+		#pragma omp simd
 		for (int i = 0; i < C; i++)
 			o[i] = xr[i] * r * w[i];
 		rstd[n] = r;
@@ -83,6 +84,7 @@ vlm_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x,
 		for (int i = 0; i < C; i++)
 			dot += w[i] * dy[i] * xr[i];
 		float k = r * r * r * dot / C;
+		#pragma omp simd
 		for (int i = 0; i < C; i++)
 			d[i] += r * w[i] * dy[i] - k * xr[i];
 	}
@@ -122,6 +124,7 @@ rope_apply(float *x, const float *cosv, const float *sinv, int B, int T,
 		const float *s = sinv + (size_t)(n % T) * half;
 		for (int h = 0; h < nh; h++) {
 			float *v = x + (size_t)n * nh * hd + (size_t)h * hd;
+			#pragma omp simd
 			for (int i = 0; i < half; i++) {
 				float a = v[i], b = v[i + half], sn = sign * s[i];
 				v[i] = a * c[i] - b * sn;
@@ -145,6 +148,17 @@ vlm_rope_backward(float *dx, const float *cosv, const float *sinv, int B,
 	rope_apply(dx, cosv, sinv, B, T, nh, hd, -1.0f);
 }
 
+/* Key/value head g of sequence b transposed to (hd, T), so that the inner
+ * loops run along positions as axpy loops, which vectorise without
+ * reordering any sum. */
+static void
+transpose_head(float *dst, const float *src, int T, int kw, int hd)
+{
+	for (int t = 0; t < T; t++)
+		for (int i = 0; i < hd; i++)
+			dst[(size_t)i * T + t] = src[(size_t)t * kw + i];
+}
+
 void
 vlm_attention_forward(float *y, float *att, const float *q, const float *k,
     const float *v, int B, int T, int H, int KV, int hd)
@@ -157,17 +171,25 @@ vlm_attention_forward(float *y, float *att, const float *q, const float *k,
 		for (int h = 0; h < H; h++) {
 			const float *kb = k + (size_t)b * T * kw + (size_t)(h / rep) * hd;
 			const float *vb = v + (size_t)b * T * kw + (size_t)(h / rep) * hd;
+			float *kt = malloc(sizeof *kt * (size_t)hd * T);
+			if (kt == NULL)
+				abort();	/* a few kB: no error path worth having */
+			transpose_head(kt, kb, T, kw, hd);
 			for (int t = 0; t < T; t++) {
 				const float *qt = q + ((size_t)b * T + t) * qw + (size_t)h * hd;
 				float *a = att + (((size_t)b * H + h) * T + t) * T;
 				float *yt = y + ((size_t)b * T + t) * qw + (size_t)h * hd;
 				float mx = -INFINITY, sum = 0;
+				memset(a, 0, sizeof *a * (size_t)(t + 1));
+				for (int i = 0; i < hd; i++) {
+					const float *ki = kt + (size_t)i * T;
+					float qi = qt[i];
+					#pragma omp simd
+					for (int j = 0; j <= t; j++)
+						a[j] += qi * ki[j];
+				}
 				for (int j = 0; j <= t; j++) {
-					const float *kj = kb + (size_t)j * kw;
-					float s = 0;
-					for (int i = 0; i < hd; i++)
-						s += qt[i] * kj[i];
-					a[j] = s * scale;
+					a[j] *= scale;
 					if (a[j] > mx)
 						mx = a[j];
 				}
@@ -180,10 +202,12 @@ vlm_attention_forward(float *y, float *att, const float *q, const float *k,
 				for (int j = 0; j <= t; j++) {
 					const float *vj = vb + (size_t)j * kw;
 					a[j] *= inv;
+					#pragma omp simd
 					for (int i = 0; i < hd; i++)
 						yt[i] += a[j] * vj[i];
 				}
 			}
+			free(kt);
 		}
 }
 
@@ -200,11 +224,15 @@ vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
 #pragma omp parallel for collapse(2) schedule(dynamic) if ((size_t)B * H * T * T * hd >= VLM_PAR_MIN)
 	for (int b = 0; b < B; b++)
 		for (int g = 0; g < KV; g++) {
-			float datt[T];
 			const float *kb = k + (size_t)b * T * kw + (size_t)g * hd;
 			const float *vb = v + (size_t)b * T * kw + (size_t)g * hd;
 			float *dkb = dk + (size_t)b * T * kw + (size_t)g * hd;
 			float *dvb = dv + (size_t)b * T * kw + (size_t)g * hd;
+			float *vt = malloc(sizeof *vt * ((size_t)hd * T + T));
+			if (vt == NULL)
+				abort();
+			float *datt = vt + (size_t)hd * T;
+			transpose_head(vt, vb, T, kw, hd);
 			for (int t = 0; t < T; t++) {
 				memset(dkb + (size_t)t * kw, 0, sizeof(float) * hd);
 				memset(dvb + (size_t)t * kw, 0, sizeof(float) * hd);
@@ -215,28 +243,36 @@ vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
 					const float *qt = q + row, *dyt = dy + row;
 					const float *a = att + (((size_t)b * H + h) * T + t) * T;
 					float *dqt = dq + row, dot = 0;
-					for (int j = 0; j <= t; j++) {
-						const float *vj = vb + (size_t)j * kw;
-						float *dvj = dvb + (size_t)j * kw;
-						float s = 0;
-						for (int i = 0; i < hd; i++) {
-							s += dyt[i] * vj[i];
-							dvj[i] += a[j] * dyt[i];
-						}
-						datt[j] = s;
-						dot += a[j] * s;
+					/* datt_j = dy_t . v_j; dv_j += a_j dy_t */
+					memset(datt, 0, sizeof *datt * (size_t)(t + 1));
+					for (int i = 0; i < hd; i++) {
+						const float *vi = vt + (size_t)i * T;
+						float di = dyt[i];
+						#pragma omp simd
+						for (int j = 0; j <= t; j++)
+							datt[j] += di * vi[j];
 					}
+					for (int j = 0; j <= t; j++) {
+						float *dvj = dvb + (size_t)j * kw;
+						#pragma omp simd
+						for (int i = 0; i < hd; i++)
+							dvj[i] += a[j] * dyt[i];
+						dot += a[j] * datt[j];
+					}
+					/* Through the softmax: ds_j = a_j (datt_j - sum a datt). */
 					memset(dqt, 0, sizeof *dqt * hd);
 					for (int j = 0; j <= t; j++) {
 						float ds = a[j] * (datt[j] - dot) * scale;
 						const float *kj = kb + (size_t)j * kw;
 						float *dkj = dkb + (size_t)j * kw;
+						#pragma omp simd
 						for (int i = 0; i < hd; i++) {
 							dqt[i] += ds * kj[i];
 							dkj[i] += ds * qt[i];
 						}
 					}
 				}
+			free(vt);
 		}
 }
 
@@ -336,22 +372,24 @@ vlm_xent(float *dlogits, double *loss, double *entropy, const float *logits,
 		for (int i = 1; i < V; i++)
 			if (z[i] > mx)
 				mx = z[i];
-		double sum = 0, pz = 0;
+		/* The exponentials in float, their sums in double. */
+		double sum = 0, pz = 0, zy = (double)z[y] - mx;
+		float *d = dlogits != NULL ? dlogits + (size_t)n * V : NULL;
 		for (int i = 0; i < V; i++) {
-			double e = exp((double)z[i] - mx);
+			float zi = z[i] - mx, e = expf(zi);
 			sum += e;
-			pz += e * ((double)z[i] - mx);
+			pz += (double)e * zi;
+			if (d != NULL)
+				d[i] = e;	/* d may be z: z[i] is already read */
 		}
 		double lse = log(sum);
-		row[2 * n] = lse - ((double)z[y] - mx);
+		row[2 * n] = lse - zy;
 		row[2 * n + 1] = lse - pz / sum;
-		if (dlogits != NULL) {
-			/* d may be z: each element is read before it is written. */
-			float *d = dlogits + (size_t)n * V;
-			float k = scale / N, inv = (float)(1.0 / sum);
+		if (d != NULL) {
+			float k = (float)(scale / N / sum);
 			for (int i = 0; i < V; i++)
-				d[i] = k * (expf(z[i] - mx) * inv);
-			d[y] -= k;
+				d[i] *= k;
+			d[y] -= scale / N;
 		}
 	}
 	/* Summed in row order, whatever the threads did: deterministic. */

@@ -329,6 +329,7 @@ forward_pass(struct cpu_trainer *s)
 		vlm_attention_forward(y, att, q, k, v, B, T, H, KV, hd);
 		/* xm = x + y Wo^T */
 		vlm_matmul_forward(xm, y, w->wo, (int)N, (int)qw, (int)C);
+		#pragma omp simd
 		for (size_t i = 0; i < N * C; i++)
 			xm[i] += x[i];
 		vlm_rmsnorm_forward(h2, a->r2 + l * N, xm, w->ln2, (int)N, (int)C,
@@ -337,6 +338,7 @@ forward_pass(struct cpu_trainer *s)
 		vlm_matmul_forward(u, h2, w->wu, (int)N, (int)C, (int)F);
 		vlm_glu_forward(ga, g, u, N * F, c->act, c->era_gamma, c->era_temp);
 		vlm_matmul_forward(xn, ga, w->wd, (int)N, (int)F, (int)C);
+		#pragma omp simd
 		for (size_t i = 0; i < N * C; i++)
 			xn[i] += xm[i];
 	}
@@ -401,6 +403,7 @@ backward_layers(struct cpu_trainer *s)
 	for (size_t n = 0; n < N; n++) {
 		float *e = s->dw.emb + (size_t)s->inp[n] * C;
 		const float *g = d->dx + n * C;
+		#pragma omp simd
 		for (size_t i = 0; i < C; i++)
 			e[i] += g[i];
 	}
