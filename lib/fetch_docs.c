@@ -103,6 +103,13 @@ grow(char **buf, size_t *cap, size_t need)
 	return V_OK;
 }
 
+/* Which bytes JSON strings must escape: control characters, '"', '\\'. */
+static const unsigned char needs_escape[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+	['"'] = 1, ['\\'] = 1
+};
+
 /* Append the JSON string form of s[0..n) (quotes included) to *e at *len. */
 static int
 escape(char **e, size_t *ecap, size_t *len, const char *s, size_t n)
@@ -114,12 +121,18 @@ escape(char **e, size_t *ecap, size_t *len, const char *s, size_t n)
 		return err;
 	char *o = *e + *len;
 	*o++ = '"';
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (c >= 0x20 && c != '"' && c != '\\') {
-			*o++ = (char)c;
-			continue;
-		}
+	size_t i = 0;
+	while (i < n) {
+		/* Copy the run of bytes that need nothing in one go. */
+		size_t j = i;
+		while (j < n && !needs_escape[(unsigned char)s[j]])
+			j++;
+		memcpy(o, s + i, j - i);
+		o += j - i;
+		if (j == n)
+			break;
+		unsigned char c = (unsigned char)s[j];
+		i = j + 1;
 		*o++ = '\\';
 		switch (c) {
 		case '"': *o++ = '"'; break;
@@ -142,15 +155,25 @@ escape(char **e, size_t *ecap, size_t *len, const char *s, size_t n)
 	return V_OK;
 }
 
+static int write_unchecked(FILE *out, const char *id, const char *source,
+    const char *text, size_t len, char **esc, size_t *ecap);
+
 int
 docs_write(FILE *out, const char *id, const char *source, const char *text,
+    size_t len, char **esc, size_t *ecap)
+{
+	if (docs_utf8_check((const unsigned char *)text, len) != len)
+		return v_error(V_ERR_FORMAT, "document %s: invalid UTF-8", id);
+	return write_unchecked(out, id, source, text, len, esc, ecap);
+}
+
+static int
+write_unchecked(FILE *out, const char *id, const char *source, const char *text,
     size_t len, char **esc, size_t *ecap)
 {
 	size_t n = 0;
 	int err;
 
-	if (docs_utf8_check((const unsigned char *)text, len) != len)
-		return v_error(V_ERR_FORMAT, "document %s: invalid UTF-8", id);
 	if ((err = grow(esc, ecap, 64)))
 		return err;
 	memcpy(*esc, "{\"id\":", 6);
@@ -199,6 +222,34 @@ docs_splitter_free(struct docs_splitter *s)
 	s->line = s->doc = s->esc = NULL;
 }
 
+/* s itself when it is valid UTF-8, else a copy in buf with each bad byte
+ * replaced by U+FFFD (cut short to fit). */
+static const char *
+utf8_fix(const char *s, char *buf, size_t len)
+{
+	size_t n = strlen(s), o = 0;
+
+	if (docs_utf8_check((const unsigned char *)s, n) == n)
+		return s;
+	while (*s != '\0' && o + 4 < len) {
+		size_t rest = strlen(s);
+		size_t ok = docs_utf8_check((const unsigned char *)s, rest);
+		size_t k = ok < len - o - 4 ? ok : len - o - 4;
+		memcpy(buf + o, s, k);
+		o += k;
+		s += k;
+		if (k < ok)
+			break;
+		if (*s != '\0') {
+			memcpy(buf + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			s++;
+		}
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
 static int
 emit(struct docs_splitter *s, const char *text, size_t len, const char *id,
     const char *source)
@@ -210,11 +261,17 @@ emit(struct docs_splitter *s, const char *text, size_t len, const char *id,
 		    (unsigned long long)s->n);
 		id = idbuf;
 	}
-	int err = docs_write(s->out, id, source ? source : s->source, text, len,
-	    &s->esc, &s->ecap);
-	if (err == V_ERR_FORMAT)	/* UTF-8 was checked line by line already */
-		return v_error(V_ERR_FORMAT, "%s:%llu: invalid UTF-8", s->name,
-		    (unsigned long long)s->doc_line);
+	/* Text was checked line by line as it came, and by jansson for JSON
+	 * Lines, so it is not checked again here; ids and sources are ours
+	 * or came through jansson too. */
+	if (source == NULL)
+		source = s->source;
+	/* Ids and sources come from file names, which are bytes: what is
+	 * not UTF-8 in them becomes U+FFFD, so the line stays valid JSON. */
+	char idfix[1024], srcfix[1024];
+	id = utf8_fix(id, idfix, sizeof idfix);
+	source = utf8_fix(source, srcfix, sizeof srcfix);
+	int err = write_unchecked(s->out, id, source, text, len, &s->esc, &s->ecap);
 	if (err == V_OK)
 		s->n++;
 	return err;

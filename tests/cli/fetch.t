@@ -226,6 +226,11 @@ like err 'bad.jsonl:2' "broken JSON Lines name the file and line"
 printf '{"txt":"ok"}\n' > notext.jsonl
 run 1 vfetch notext.jsonl
 like err 'notext.jsonl:1: no string "text"' "a JSON line without text"
+mkdir oddname && printf 'texte\n' > "oddname/$(printf 'nom\377.txt')"
+run 0 vfetch oddname
+python3 texts.py < out > /dev/null
+ok $? "a file name that is not UTF-8 still gives valid JSON"
+like out "$(printf '"id":"oddname/nom\357\277\275[.]txt/0"')" "its bad byte becomes U+FFFD in the id"
 run 1 vfetch no-such-file.txt
 like err 'no-such-file.txt' "a missing file is named"
 
