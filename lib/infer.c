@@ -2,6 +2,7 @@
  * forward step with its key/value cache. */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,9 +10,19 @@
 #include "infer.h"
 #include "verr.h"
 
-/* ---- kernels: one row of W against one input vector ---- */
+/* ---- kernels: one row of W against one input vector ----
+ *
+ * Each kernel is compiled twice, for AVX2 with FMA (x86-64-v3) and for the
+ * baseline, and the loader picks the one the CPU runs: the Makefile builds
+ * for any x86-64, and these loops are where decode spends its time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define KERNEL __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define KERNEL
+#endif
 
-static float
+KERNEL static float
 dot_f32(const float *restrict w, const float *restrict x, int n)
 {
 	float s = 0;
@@ -21,7 +32,7 @@ dot_f32(const float *restrict w, const float *restrict x, int n)
 	return s;
 }
 
-static float
+KERNEL static float
 dot_bf16(const uint16_t *restrict w, const float *restrict x, int n)
 {
 	float s = 0;
@@ -31,7 +42,7 @@ dot_bf16(const uint16_t *restrict w, const float *restrict x, int n)
 	return s;
 }
 
-static float
+KERNEL static float
 dot_q8(const int8_t *restrict w, const float *restrict x, int n)
 {
 	float s = 0;
@@ -41,30 +52,159 @@ dot_q8(const int8_t *restrict w, const float *restrict x, int n)
 	return s;
 }
 
+/* The input as INT4 rows want it: byte j of a row holds inputs 2j and
+ * 2j+1, so the even and odd inputs apart (xe, xo) let both nibbles meet
+ * their input at unit stride; gsum holds each group's sum of inputs, so
+ * that sum (u - 8) x = sum u x - 8 sum x costs no subtraction per weight. */
+struct q4_in {
+	float *xe, *xo, *gsum;
+};
+
+static int
+q4_in_make(struct q4_in *q, const float *x, int n, int group)
+{
+	q->xe = malloc((size_t)(n + n / group) * sizeof(float));
+	if (q->xe == NULL)
+		return V_ERR_NOMEM;
+	q->xo = malloc((size_t)n / 2 * sizeof(float));
+	if (q->xo == NULL) {
+		free(q->xe);
+		return V_ERR_NOMEM;
+	}
+	q->gsum = q->xe + n / 2;
+	for (int j = 0; j < n / 2; j++) {
+		q->xe[j] = x[2 * j];
+		q->xo[j] = x[2 * j + 1];
+	}
+	for (int g = 0; g < n / group; g++) {
+		float s = 0;
+		for (int j = g * group; j < (g + 1) * group; j++)
+			s += x[j];
+		q->gsum[g] = s;
+	}
+	return V_OK;
+}
+
+static void
+q4_in_free(struct q4_in *q)
+{
+	free(q->xe);
+	free(q->xo);
+}
+
 /* One scale per group, so the sum of a group is scaled once rather than
  * each weight. */
-static float
+KERNEL static float
 dot_q4(const uint8_t *restrict w, const float *restrict scale, int group,
-    const float *restrict x, int n)
+    const struct q4_in *in, int n)
 {
 	float s = 0;
+	int h = group / 2;
 	for (int g = 0; g < n / group; g++) {
-		const uint8_t *wg = w + g * (group / 2);
-		const float *xg = x + g * group;
+		const uint8_t *wg = w + g * h;
+		const float *e = in->xe + g * h, *o = in->xo + g * h;
 		float a = 0;
 #pragma omp simd reduction(+:a)
-		for (int j = 0; j < group / 2; j++) {
-			float lo = (float)((int)(wg[j] & 15) - 8);
-			float hi = (float)((int)(wg[j] >> 4) - 8);
-			a += lo * xg[2 * j] + hi * xg[2 * j + 1];
-		}
-		s += a * scale[g];
+		for (int j = 0; j < h; j++)
+			a += (float)(wg[j] & 15) * e[j] + (float)(wg[j] >> 4) * o[j];
+		s += (a - 8 * in->gsum[g]) * scale[g];
 	}
 	return s;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2_KERNELS 1
+
+/* AVX2 + FMA by hand for the integer types: the compiler's own vectors
+ * spend more instructions widening int8 and nibbles than on the products.
+ * Eight lanes, two accumulators to hide the FMA latency. */
+__attribute__((target("avx2,fma"))) static inline float
+hsum256(__m256 v)
+{
+	__m128 a = _mm_add_ps(_mm256_castps256_ps128(v),
+	    _mm256_extractf128_ps(v, 1));
+	a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+	a = _mm_add_ss(a, _mm_movehdup_ps(a));
+	return _mm_cvtss_f32(a);
+}
+
+__attribute__((target("avx2,fma"))) static float
+dot_q8_avx2(const int8_t *restrict w, const float *restrict x, int n)
+{
+	__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+	int i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m128i b = _mm_loadu_si128((const __m128i *)(w + i));
+		__m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
+		__m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
+		    _mm_srli_si128(b, 8)));
+		a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), a0);
+		a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), a1);
+	}
+	float s = hsum256(_mm256_add_ps(a0, a1));
+	for (; i < n; i++)
+		s += (float)w[i] * x[i];
+	return s;
+}
+
+__attribute__((target("avx2,fma"))) static float
+dot_q4_avx2(const uint8_t *restrict w, const float *restrict scale,
+    int group, const struct q4_in *in, int n)
+{
+	const __m256i lo4 = _mm256_set1_epi32(15);
+	int h = group / 2;	/* bytes per group: 16, 32 or 64 */
+	__m256 acc = _mm256_setzero_ps();
+	for (int g = 0; g < n / group; g++) {
+		const uint8_t *wg = w + g * h;
+		const float *e = in->xe + g * h, *o = in->xo + g * h;
+		__m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+		for (int j = 0; j < h; j += 8) {
+			__m256i b = _mm256_cvtepu8_epi32(
+			    _mm_loadl_epi64((const __m128i *)(wg + j)));
+			__m256 lo = _mm256_cvtepi32_ps(_mm256_and_si256(b, lo4));
+			__m256 hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(b, 4));
+			a0 = _mm256_fmadd_ps(lo, _mm256_loadu_ps(e + j), a0);
+			a1 = _mm256_fmadd_ps(hi, _mm256_loadu_ps(o + j), a1);
+		}
+		/* (sum u x - 8 sum x) * scale, in lane 0 of the group. */
+		float a = hsum256(_mm256_add_ps(a0, a1));
+		acc = _mm256_add_ps(acc, _mm256_set_ps(0, 0, 0, 0, 0, 0, 0,
+		    (a - 8 * in->gsum[g]) * scale[g]));
+	}
+	return _mm256_cvtss_f32(acc);
+}
+
+static int simd_off;
+
+static int
+have_avx2(void)
+{
+	static int known = -1;
+	if (known < 0)
+		known = __builtin_cpu_supports("avx2") &&
+		    __builtin_cpu_supports("fma");
+	return known && !simd_off;
+}
+
+int
+infer_simd(int on)
+{
+	simd_off = !on;
+	return have_avx2();
+}
+#else
+int
+infer_simd(int on)
+{
+	(void)on;
+	return 0;
+}
+#endif
+
 static float
-dot_row(const struct infer_mat *m, int r, const float *x)
+dot_row(const struct infer_mat *m, int r, const float *x,
+    const struct q4_in *q4)
 {
 	size_t rc = (size_t)r * (size_t)m->cols;
 	switch (m->type) {
@@ -73,11 +213,21 @@ dot_row(const struct infer_mat *m, int r, const float *x)
 	case INFER_BF16:
 		return dot_bf16((const uint16_t *)m->w + rc, x, m->cols);
 	case INFER_Q8:
+#ifdef HAVE_AVX2_KERNELS
+		if (have_avx2())
+			return dot_q8_avx2((const int8_t *)m->w + rc, x, m->cols) *
+			    m->scale[r];
+#endif
 		return dot_q8((const int8_t *)m->w + rc, x, m->cols) * m->scale[r];
-	default:
-		return dot_q4((const uint8_t *)m->w + rc / 2,
-		    m->scale + (size_t)r * (size_t)(m->cols / m->group), m->group,
-		    x, m->cols);
+	default: {
+		const uint8_t *w = (const uint8_t *)m->w + rc / 2;
+		const float *sc = m->scale + (size_t)r * (size_t)(m->cols / m->group);
+#ifdef HAVE_AVX2_KERNELS
+		if (have_avx2() && m->group % 16 == 0)
+			return dot_q4_avx2(w, sc, m->group, q4, m->cols);
+#endif
+		return dot_q4(w, sc, m->group, q4, m->cols);
+	}
 	}
 }
 
@@ -133,44 +283,47 @@ infer_mat_bytes(const struct infer_mat *m)
 /* Threads pay for themselves only on enough work. */
 #define PAR_MIN_WORK (1 << 16)
 
-void
+int
 infer_matmul(const struct infer_mat *m, const float *x, float *y, int n)
 {
 	int R = m->rows, K = m->cols;
 	long work = (long)R * K * n;
 
 	if (n == 1) {
+		struct q4_in q4 = { 0 };
+		if (m->type == INFER_Q4 && q4_in_make(&q4, x, K, m->group) != V_OK)
+			return v_error(V_ERR_NOMEM, "matrix product: out of memory");
 #pragma omp parallel for schedule(static) if (work >= PAR_MIN_WORK)
 		for (int r = 0; r < R; r++)
-			y[r] = dot_row(m, r, x);
-		return;
+			y[r] = dot_row(m, r, x, &q4);
+		q4_in_free(&q4);
+		return V_OK;
 	}
 	if (m->type == INFER_F32) {
 		/* Y (n, R) = X (n, K) W^T: BLAS has this one covered. */
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, R, K,
 		    1.0f, x, K, (const float *)m->w, K, 0.0f, y, R);
-		return;
+		return V_OK;
 	}
 	/* Other types: expand each row once into fp32 and use it for all n
 	 * inputs, so the weights still cross memory once per step. */
-#pragma omp parallel if (work >= PAR_MIN_WORK)
+	int nth = work >= PAR_MIN_WORK ? omp_get_max_threads() : 1;
+	float *rows = malloc((size_t)nth * (size_t)K * sizeof *rows);
+	if (rows == NULL)
+		return v_error(V_ERR_NOMEM, "matrix product: out of memory");
+#pragma omp parallel num_threads(nth)
 	{
-		float *row = malloc((size_t)K * sizeof *row);
+		float *row = rows + (size_t)omp_get_thread_num() * (size_t)K;
 #pragma omp for schedule(static)
 		for (int r = 0; r < R; r++) {
-			if (row == NULL) {
-				for (int b = 0; b < n; b++)
-					y[(size_t)b * R + r] =
-					    dot_row(m, r, x + (size_t)b * K);
-				continue;
-			}
 			infer_mat_row(m, r, row);
 			for (int b = 0; b < n; b++)
 				y[(size_t)b * R + r] =
 				    dot_f32(row, x + (size_t)b * K, K);
 		}
-		free(row);
 	}
+	free(rows);
+	return V_OK;
 }
 
 /* ---- the forward step ---- */
@@ -301,6 +454,7 @@ infer_step(const struct infer_model *m, struct infer_work *w,
 	int C = c->dim, H = c->heads, KV = c->kv_heads, hd = C / H, F = c->hidden;
 	int kvd = KV * hd, grp = H / KV, Vu = c->vocab_used;
 	float eps = c->norm_eps, isq = 1.0f / sqrtf((float)hd);
+	int err = V_OK;
 
 	if (n <= 0 || n > w->cap)
 		return v_error(V_ERR_RANGE, "a step of %d slots (at most %d)", n,
@@ -321,9 +475,10 @@ infer_step(const struct infer_model *m, struct infer_work *w,
 		for (int s = 0; s < n; s++)
 			rmsnorm(w->xb + (size_t)s * C, w->x + (size_t)s * C,
 			    ly->attn_norm, C, eps);
-		infer_matmul(&ly->wq, w->xb, w->q, n);
-		infer_matmul(&ly->wk, w->xb, kb, n);
-		infer_matmul(&ly->wv, w->xb, vb, n);
+		if ((err = infer_matmul(&ly->wq, w->xb, w->q, n)) != V_OK ||
+		    (err = infer_matmul(&ly->wk, w->xb, kb, n)) != V_OK ||
+		    (err = infer_matmul(&ly->wv, w->xb, vb, n)) != V_OK)
+			return err;
 		for (int s = 0; s < n; s++) {
 			const struct infer_slot *sl = &slot[s];
 			const float *cs = m->rope_cos + (size_t)sl->pos * (hd / 2);
@@ -368,18 +523,21 @@ infer_step(const struct infer_model *m, struct infer_work *w,
 					o[i] += at * v[i];
 			}
 		}
-		infer_matmul(&ly->wo, w->ao, w->xb, n);
+		if ((err = infer_matmul(&ly->wo, w->ao, w->xb, n)) != V_OK)
+			return err;
 		for (size_t i = 0; i < (size_t)n * C; i++)
 			w->x[i] += w->xb[i];
 
 		for (int s = 0; s < n; s++)
 			rmsnorm(w->xb + (size_t)s * C, w->x + (size_t)s * C,
 			    ly->mlp_norm, C, eps);
-		infer_matmul(&ly->gate, w->xb, w->hb, n);
-		infer_matmul(&ly->up, w->xb, w->hb2, n);
+		if ((err = infer_matmul(&ly->gate, w->xb, w->hb, n)) != V_OK ||
+		    (err = infer_matmul(&ly->up, w->xb, w->hb2, n)) != V_OK)
+			return err;
 		for (size_t i = 0; i < (size_t)n * F; i++)
 			w->hb[i] = infer_act(c, w->hb[i]) * w->hb2[i];
-		infer_matmul(&ly->down, w->hb, w->xb, n);
+		if ((err = infer_matmul(&ly->down, w->hb, w->xb, n)) != V_OK)
+			return err;
 		for (size_t i = 0; i < (size_t)n * C; i++)
 			w->x[i] += w->xb[i];
 	}
@@ -395,14 +553,16 @@ infer_step(const struct infer_model *m, struct infer_work *w,
 			last = s;
 		}
 	if (nl == 1) {
-		infer_matmul(&m->head, w->xb, slot[last].logits, 1);
+		err = infer_matmul(&m->head, w->xb, slot[last].logits, 1);
 	} else if (nl > 1) {
-		infer_matmul(&m->head, w->xb, w->logits, nl);
+		err = infer_matmul(&m->head, w->xb, w->logits, nl);
 		for (int s = 0, j = 0; s < n; s++)
 			if (slot[s].logits != NULL)
 				memcpy(slot[s].logits, w->logits +
 				    (size_t)j++ * Vu, (size_t)Vu * sizeof(float));
 	}
+	if (err)
+		return err;
 	for (int s = 0; s < n; s++) {
 		if (slot[s].logits == NULL)
 			continue;

@@ -37,8 +37,13 @@ struct infer_mat {
 	const float *scale;	/* Q8: (rows); Q4: (rows, cols/group) */
 };
 
-/* y[b] = W x[b] for b < n: x is (n, cols), y is (n, rows). */
-void infer_matmul(const struct infer_mat *m, const float *x, float *y, int n);
+/* y[b] = W x[b] for b < n: x is (n, cols), y is (n, rows).  Fails only
+ * for want of scratch memory. */
+int infer_matmul(const struct infer_mat *m, const float *x, float *y, int n);
+/* Use (on = 1, the default) or not the hand-written AVX2 kernels for the
+ * INT8/INT4 products, so that tests can check both; returns whether they
+ * are in use. */
+int infer_simd(int on);
 /* Row r of W as floats (the embedding lookup, and tests). */
 void infer_mat_row(const struct infer_mat *m, int r, float *out);
 /* Bytes the matrix's weights and scales occupy. */

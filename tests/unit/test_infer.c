@@ -440,7 +440,12 @@ test_kernels(void)
 	float *row = malloc((size_t)cols * sizeof *row);
 	for (int i = 0; i < n * cols; i++)
 		x[i] = (float)urand();
+	/* Each type twice: the AVX2 kernels where the CPU has them, then the
+	 * portable ones. */
+	int passes = infer_simd(1) ? 2 : 1;
+	for (int pass = 0; pass < passes; pass++)
 	for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
+		int simd = infer_simd(pass == 0);
 		struct qmat q;
 		make_qmat(&q, k[i].type, rows, cols, k[i].group);
 		for (int b = 0; b < n; b++) {
@@ -455,9 +460,9 @@ test_kernels(void)
 		double e1 = max_rel(y, ref, rows);
 		infer_matmul(&q.m, x, y, n);
 		double en = max_rel(y, ref, n * rows);
-		ok(e1 < 1e-5 && en < 1e-5, "%s matvec == the dequantised fp32 "
+		ok(e1 < 1e-5 && en < 1e-5, "%s matvec%s == the dequantised fp32 "
 		    "product (relative error %.2g for 1 input, %.2g for %d)",
-		    k[i].name, e1, en, n);
+		    k[i].name, simd ? " (AVX2)" : "", e1, en, n);
 		int same = 1;
 		for (int r = 0; r < rows; r += 37) {
 			infer_mat_row(&q.m, r, row);
@@ -468,6 +473,7 @@ test_kernels(void)
 		    k[i].name);
 		free_qmat(&q);
 	}
+	infer_simd(1);
 	free(x);
 	free(y);
 	free(ref);
