@@ -49,6 +49,9 @@ enum { S_STEPS, S_WARMUP, S_LR, S_MIN_LR, S_WD, S_CLIP, S_SCHED, S_BATCH,
 enum { M_PRESET, M_LAYERS, M_DIM, M_HEADS, M_KV, M_HIDDEN, M_CTX, M_ACT,
 	M_TIE, M_GAMMA, M_TEMP, M_COUNT };
 
+/* H100/H200 SXM dense bf16 tensor-core FLOP/s (NVIDIA's data sheets). */
+#define VTRAIN_GPU_PEAK 989e12
+
 static volatile sig_atomic_t stop_signal;
 
 static void
@@ -754,6 +757,11 @@ main(int argc, char **argv)
 				    (now - tlog > 0 ? now - tlog : 1e-9),
 				.elapsed = lp.elapsed + now - t0, .mfu = -1,
 			};
+			/* Model FLOPs utilisation against a Hopper's dense bf16
+			 * peak: forward and backward are 3 forward passes. */
+			if (ops != &vlm_cpu_trainer)
+				m.mfu = 3 * vlm_flops_per_token(&cfg, T) * m.tokens_per_s /
+				    VTRAIN_GPU_PEAK;
 			if ((err = train_metrics_write(mf, mpath, &m)) != V_OK)
 				cli_fatal(err);
 			tlog = now;

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,6 +67,35 @@ remove_flat_dir(const char *dir)
 	if (rmdir(dir) != 0 && errno != ENOENT)
 		return v_error_errno(V_ERR_IO, "cannot remove %s", dir);
 	return V_OK;
+}
+
+/* Leftovers of a writer that died mid-checkpoint (.tmp-step-N.PID,
+ * .old-step-N.PID, .latest.PID) whose process is gone. */
+static void
+remove_leftovers(const char *out)
+{
+	DIR *d = opendir(out);
+	struct dirent *e;
+	char path[PATH_MAX];
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		const char *n = e->d_name, *dot = strrchr(n, '.');
+		char *end;
+		if ((strncmp(n, ".tmp-step-", 10) != 0 &&
+		    strncmp(n, ".old-step-", 10) != 0 &&
+		    strncmp(n, ".latest.", 8) != 0) || dot == NULL || dot == n)
+			continue;
+		long pid = strtol(dot + 1, &end, 10);
+		if (*end != '\0' || pid <= 0 || pid == (long)getpid() ||
+		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof path, "%s/%s", out, n);
+		if (unlink(path) != 0)
+			remove_flat_dir(path);
+	}
+	closedir(d);
 }
 
 static int
@@ -244,6 +274,7 @@ ckpt_save(const char *out, const struct vlm_config *c, const char *tok,
 
 	if (err)
 		return err;
+	remove_leftovers(out);
 	ckpt_dirname(step, name, sizeof name);
 	snprintf(tmp, sizeof tmp, "%s/.tmp-%s.%ld", out, name, pid);
 	snprintf(fin, sizeof fin, "%s/%s", out, name);

@@ -80,7 +80,7 @@ main(void)
 {
 	struct vlm_config c;
 	struct ckpt ck;
-	char out[256], path[700], p2[600];
+	char out[256], path[700], p2[800];
 	const char *tok = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 	if (mkdtemp(root) == NULL)
@@ -208,6 +208,20 @@ main(void)
 	is_int(ckpt_load(path, &ck), V_ERR_FORMAT, "a foreign safetensors file");
 	snprintf(path, sizeof path, "%s/nothing", root);
 	is_int(ckpt_load(path, &ck), V_ERR_NOTFOUND, "a path that does not exist");
+
+	/* What a writer killed mid-checkpoint left (its process is gone:
+	 * pids do not reach 2^30 here) goes at the next save; another
+	 * live writer's is left alone. */
+	snprintf(path, sizeof path, "%s/.tmp-step-00000070.1073741823", out);
+	mkdir(path, 0755);
+	snprintf(p2, sizeof p2, "%s/model.safetensors.tmp.ab12cd", path);
+	fclose(fopen(p2, "w"));
+	snprintf(p2, sizeof p2, "%s/.tmp-step-00000070.1", out);
+	mkdir(p2, 0755);
+	is_int(ckpt_save(out, &c, "", 55, p, m, v, "{}", 0), V_OK, "save step 55");
+	ok(access(path, F_OK) != 0, "a dead writer's temporary directory is removed");
+	ok(access(p2, F_OK) == 0, "a live process's (pid 1) is kept");
+	rmdir(p2);
 
 	/* A directory whose name only looks like a step is never pruned. */
 	snprintf(path, sizeof path, "%s/step-12abc", out);

@@ -2,12 +2,14 @@
  * differences, the whole model against finite differences of its loss, and
  * against PyTorch's logits, loss and gradients (tests/golden/). */
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../lib/model_cpu.h"
 #include "../../lib/trainer.h"
+#include "../../lib/velvet.h"
 #include "../../lib/verr.h"
 #include "../../lib/vio.h"
 #include "../../lib/vjson.h"
@@ -485,6 +487,47 @@ test_model_fd(int act, int tie)
 	free(tt); free(p); free(g);
 }
 
+/* The same bits on 1 and 2 threads, at sizes where every loop goes
+ * parallel: what --resume's "bit for bit" rests on. */
+static void
+test_threads(void)
+{
+	struct vlm_config c = {
+		.vocab = 256, .vocab_used = 256, .dim = 256, .layers = 1, .heads = 4,
+		.kv_heads = 2, .hidden = 256, .ctx = 64, .act = VLM_ACT_ERA,
+		.era_gamma = 0.5f, .era_temp = 1, .tie = 0, .norm_eps = 1e-5f,
+		.rope_theta = 10000,
+	};
+	int B = 4, T = 64;
+	size_t P = vlm_param_count(&c);
+	float *p = randv(P, 0.1f), *g1 = malloc(P * 4), *g2 = malloc(P * 4);
+	float *p1 = malloc(P * 4), *p2 = malloc(P * 4), *zero = calloc(P, 4);
+	float l1, l2;
+	int32_t *tok = malloc(sizeof *tok * B * (T + 1));
+	struct velvet_hparams h;
+	void *st;
+
+	velvet_defaults(&h);
+	for (int i = 0; i < B * (T + 1); i++)
+		tok[i] = (int32_t)((urand() + 1) * 127.9f);
+	vlm_cpu_trainer.create(&c, B, T, &st);
+	for (int run = 0; run < 2; run++) {
+		omp_set_num_threads(run + 1);
+		vlm_cpu_trainer.set_params(st, p);
+		vlm_cpu_trainer.set_moments(st, zero, zero);
+		vlm_cpu_trainer.zero_grad(st);
+		vlm_cpu_trainer.forward_backward(st, tok, 1, run ? &l2 : &l1, NULL);
+		vlm_cpu_trainer.get_grads(st, run ? g2 : g1);
+		vlm_cpu_trainer.step(st, &h, 1e-3f, 1, 1);
+		vlm_cpu_trainer.get_params(st, run ? p2 : p1);
+	}
+	omp_set_num_threads(omp_get_num_procs());
+	ok(l1 == l2 && memcmp(g1, g2, P * 4) == 0 && memcmp(p1, p2, P * 4) == 0,
+	    "1 and 2 threads give the same loss, gradients and step, bit for bit");
+	vlm_cpu_trainer.destroy(st);
+	free(p); free(g1); free(g2); free(p1); free(p2); free(zero); free(tok);
+}
+
 static void
 test_errors(void)
 {
@@ -524,6 +567,7 @@ main(void)
 	test_model_fd(VLM_ACT_ERA, 1);
 	test_model_fd(VLM_ACT_GELU, 0);
 	test_golden();
+	test_threads();
 	test_errors();
 	return done_testing();
 }
