@@ -80,7 +80,7 @@ main(void)
 {
 	struct vlm_config c;
 	struct ckpt ck;
-	char out[256], path[700], p2[800];
+	char out[256], path[1000], p2[800];
 	const char *tok = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 	if (mkdtemp(root) == NULL)
