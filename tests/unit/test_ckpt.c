@@ -80,7 +80,7 @@ main(void)
 {
 	struct vlm_config c;
 	struct ckpt ck;
-	char out[256], path[1000], p2[800];
+	char out[256], path[600], p2[600];
 	const char *tok = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 	if (mkdtemp(root) == NULL)
@@ -173,7 +173,7 @@ main(void)
 	copy(path, p2);
 	snprintf(p2, sizeof p2, "%s/step-00000030", out);
 	is_int(ckpt_load(p2, &ck), V_ERR_NOTFOUND, "a missing cursor.json");
-	snprintf(path, sizeof path, "%s/cursor.json", p2);
+	snprintf(path, sizeof path, "%s/step-00000030/cursor.json", out);
 	FILE *fp = fopen(path, "w");
 	fputs("[1,2", fp);
 	fclose(fp);
@@ -214,7 +214,7 @@ main(void)
 	 * live writer's is left alone. */
 	snprintf(path, sizeof path, "%s/.tmp-step-00000070.1073741823", out);
 	mkdir(path, 0755);
-	snprintf(p2, sizeof p2, "%s/model.safetensors.tmp.ab12cd", path);
+	snprintf(p2, sizeof p2, "%s/.tmp-step-00000070.1073741823/m.tmp", out);
 	fclose(fopen(p2, "w"));
 	snprintf(p2, sizeof p2, "%s/.tmp-step-00000070.1", out);
 	mkdir(p2, 0755);
