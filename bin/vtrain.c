@@ -672,6 +672,9 @@ main(int argc, char **argv)
 	uint64_t tokens_log = lp.tokens, done = 0;
 	int status = 0;
 
+	if (lp.step >= end)
+		cli_warn("the checkpoint is at step %ld: nothing to do for %s %ld",
+		    lp.step, end < s->steps ? "--stop-at" : "--steps", end);
 	while (lp.step < end) {
 		long step = lp.step + 1;
 		struct shard_cursor at;
@@ -800,7 +803,7 @@ main(int argc, char **argv)
 	}
 	if (status == 0) {
 		v_progress_finish(&prog);
-		if (end < s->steps)
+		if (end < s->steps && lp.step == end)
 			cli_warn("stopped after step %ld of %ld as asked (--stop-at); "
 			    "resume with --resume %s/latest", end, s->steps, o.out);
 	}

@@ -76,6 +76,10 @@ like err 'steps 21 to 40' "the resumed run takes its settings from the checkpoin
 same full/latest/model.safetensors half/latest/model.safetensors \
     "stop + resume gives the weights of an uninterrupted run, byte for byte"
 same full/latest/optimizer.bin half/latest/optimizer.bin "and the same moments"
+run 0 vtrain --device cpu -d shards -o half --resume half
+like err 'the checkpoint is at step 40: nothing to do for --steps 40' \
+    "resuming a finished run says there is nothing to do"
+same full/latest/model.safetensors half/latest/model.safetensors "and changes nothing"
 
 # SIGTERM at an arbitrary step: a checkpoint there, then resume to the end
 # (a constant rate, so that the schedule does not depend on --steps).
