@@ -5,8 +5,13 @@
 // cuBLASLt is column-major; a row-major (m, n) matrix is a column-major
 // (n, m) one, so row-major C = op(A) op(B) is computed as column-major
 // C^T = op(B)^T op(A)^T, swapping the operands.  Plans (descriptors and the
-// heuristic's algorithm) are cached by shape: a training step asks for the
-// same dozen shapes hundreds of times.
+// heuristic's algorithm) are cached by shape and by the operands' address
+// alignment: a training step asks for the same dozen shapes hundreds of
+// times.  The alignment matters: cuBLASLt's heuristic assumes 256-byte
+// aligned operands unless told otherwise, and an algorithm chosen so gave
+// wrong products on weights that start 128 bytes into a block (a width of
+// 192 or 320 in bf16).
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <cublasLt.h>
@@ -20,6 +25,7 @@ const size_t workspace_bytes = 64u << 20;
 
 struct plan {
 	int ta, tb, m, n, k, c_f32, accumulate;
+	int align_a, align_b, align_c;	// bytes, powers of two up to 256
 	cublasLtMatmulDesc_t op;
 	cublasLtMatrixLayout_t la, lb, lc;
 	cublasLtMatmulAlgo_t algo;
@@ -30,7 +36,7 @@ struct plan {
 struct vk_blas {
 	cublasLtHandle_t lt;
 	void *ws;
-	struct plan plans[64];
+	struct plan plans[128];
 	int nplans;
 };
 
@@ -98,8 +104,19 @@ static int plan_make(struct vk_blas *b, struct plan *p)
 	cublasLtMatmulPreference_t pref;
 	VK_CHECK_BLAS(cublasLtMatmulPreferenceCreate(&pref));
 	size_t ws = workspace_bytes;
-	cublasLtMatmulPreferenceSetAttribute(pref,
-	    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+	uint32_t al_x = (uint32_t)p->align_b, al_y = (uint32_t)p->align_a;
+	uint32_t al_c = (uint32_t)p->align_c;
+	VK_CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref,
+	    CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+	// Our A is cuBLASLt's B and the reverse (the swap above).
+	VK_CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref,
+	    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al_x, sizeof al_x));
+	VK_CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref,
+	    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al_y, sizeof al_y));
+	VK_CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref,
+	    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c));
+	VK_CHECK_BLAS(cublasLtMatmulPreferenceSetAttribute(pref,
+	    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c));
 	cublasLtMatmulHeuristicResult_t r;
 	int found = 0;
 	cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(b->lt, p->op, p->la,
@@ -114,17 +131,29 @@ static int plan_make(struct vk_blas *b, struct plan *p)
 	return 0;
 }
 
+// The largest power of two, up to 256, that divides the address.
+static int align_of(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	int al = 256;
+	while (al > 1 && a % (uintptr_t)al != 0)
+		al >>= 1;
+	return al;
+}
+
 int vk_mm(struct vk_blas *b, cudaStream_t s, int ta, int tb, int m, int n,
     int k, const bf16 *A, const bf16 *Bm, void *C, int c_f32, float alpha,
     float beta)
 {
 	struct plan *p = nullptr;
 	int acc = beta != 0.0f;
+	int aa = align_of(A), ab = align_of(Bm), ac = align_of(C);
 
 	for (int i = 0; i < b->nplans; i++) {
 		struct plan *q = &b->plans[i];
 		if (q->ta == ta && q->tb == tb && q->m == m && q->n == n &&
-		    q->k == k && q->c_f32 == c_f32 && q->accumulate == acc) {
+		    q->k == k && q->c_f32 == c_f32 && q->accumulate == acc &&
+		    q->align_a == aa && q->align_b == ab && q->align_c == ac) {
 			p = q;
 			break;
 		}
@@ -139,6 +168,7 @@ int vk_mm(struct vk_blas *b, cudaStream_t s, int ta, int tb, int m, int n,
 		memset(p, 0, sizeof *p);
 		p->ta = ta; p->tb = tb; p->m = m; p->n = n; p->k = k;
 		p->c_f32 = c_f32; p->accumulate = acc;
+		p->align_a = aa; p->align_b = ab; p->align_c = ac;
 		VK_TRY(plan_make(b, p));
 		b->nplans++;
 	}

@@ -47,7 +47,8 @@ int vk_rope(bf16 *qkv, const float2 *cs, int N, int T, int H, int KV, int hd,
     float sign, cudaStream_t s);
 int vk_rope_table(float2 *cs, int T, int hd, float theta, cudaStream_t s);
 
-// attention.cu: causal attention, flash style (no T x T matrix in memory).
+// attention.cu: causal attention, flash style (no T x T matrix in memory),
+// on the tensor cores; head sizes 32, 64 and 128.
 // qkv rows as above (rotated); out (N, H hd); lse (B, H, T) natural log of
 // each softmax's denominator, kept for the backward pass.
 int vk_attn_fwd(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int H,
@@ -57,6 +58,13 @@ int vk_attn_fwd(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int H,
 int vk_attn_bwd(bf16 *dqkv, float *dsum, const bf16 *dout, const bf16 *qkv,
     const bf16 *out, const float *lse, int B, int T, int H, int KV, int hd,
     cudaStream_t s);
+// attention_simple.cu: the same two functions in plain fp32 arithmetic
+// (head sizes 32 and 64), a second reference for the tests.
+int vk_attn_fwd_simple(bf16 *out, float *lse, const bf16 *qkv, int B, int T,
+    int H, int KV, int hd, cudaStream_t s);
+int vk_attn_bwd_simple(bf16 *dqkv, float *dsum, const bf16 *dout,
+    const bf16 *qkv, const bf16 *out, const float *lse, int B, int T, int H,
+    int KV, int hd, cudaStream_t s);
 
 // mlp_act.cu: gu rows are (gate F | up F); h = act(gate) * up.
 int vk_gated_fwd(bf16 *h, const bf16 *gu, int N, int F, int act, float gamma,

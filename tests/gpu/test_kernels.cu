@@ -150,10 +150,14 @@ const double TOL_BF16 = 8e-3;
 
 static void test_matmul(struct vk_blas *bl)
 {
-	struct { int ta, tb, m, n, k, f32; float beta; const char *what; } cs[] = {
-		{ 0, 1, 136, 264, 320, 0, 0.0f, "matmul x W^T (forward), bf16 out" },
-		{ 0, 0, 136, 320, 264, 0, 0.0f, "matmul dy W (input gradient)" },
-		{ 1, 0, 264, 320, 136, 1, 1.0f, "matmul dy^T x (weight gradient), fp32 accumulate" },
+	// skew: operands that start that many elements into an allocation,
+	// as a layer's weights do inside the flat parameter array.
+	struct { int ta, tb, m, n, k, f32; float beta; int skew; const char *what; } cs[] = {
+		{ 0, 1, 136, 264, 320, 0, 0.0f, 0, "matmul x W^T (forward), bf16 out" },
+		{ 0, 0, 136, 320, 264, 0, 0.0f, 0, "matmul dy W (input gradient)" },
+		{ 1, 0, 264, 320, 136, 1, 1.0f, 0, "matmul dy^T x (weight gradient), fp32 accumulate" },
+		{ 0, 1, 260, 512, 192, 0, 0.0f, 64, "matmul x W^T, operands 128 bytes off 256-byte alignment" },
+		{ 1, 0, 512, 192, 260, 1, 1.0f, 8, "matmul dy^T x, operands 16 and 32 bytes off alignment" },
 	};
 	for (auto &c : cs) {
 		// Stored shapes: A (m, k) or (k, m); B (k, n) or (n, k).
@@ -170,18 +174,25 @@ static void test_matmul(struct vk_blas *bl)
 				}
 				ref[(size_t)i * c.n + j] = (float)(s + c.beta * C0[(size_t)i * c.n + j]);
 			}
-		bf16 *dA = dev_b(A), *dB = dev_b(B);
+		vec As((size_t)c.skew, 0.0f), Bs((size_t)c.skew, 0.0f);
+		As.insert(As.end(), A.begin(), A.end());
+		Bs.insert(Bs.end(), B.begin(), B.end());
+		bf16 *dA = dev_b(As), *dB = dev_b(Bs);
 		vec got;
 		if (c.f32) {
-			float *dC = dev_f(C0);
-			OP(vk_mm(bl, 0, c.ta, c.tb, c.m, c.n, c.k, dA, dB, dC, 1, 1.0f, c.beta));
-			got = get_f(dC, ref.size());
+			vec Cs((size_t)c.skew, 0.0f);
+			Cs.insert(Cs.end(), C0.begin(), C0.end());
+			float *dC = dev_f(Cs);
+			OP(vk_mm(bl, 0, c.ta, c.tb, c.m, c.n, c.k, dA + c.skew,
+			    dB + c.skew, dC + c.skew, 1, 1.0f, c.beta));
+			got = get_f(dC + c.skew, ref.size());
 			check(c.what, got, ref, 1e-5);
 			cudaFree(dC);
 		} else {
-			bf16 *dC = (bf16 *)dev_poison(ref.size(), 2);
-			OP(vk_mm(bl, 0, c.ta, c.tb, c.m, c.n, c.k, dA, dB, dC, 0, 1.0f, 0.0f));
-			got = get_b(dC, ref.size());
+			bf16 *dC = (bf16 *)dev_poison(ref.size() + c.skew, 2);
+			OP(vk_mm(bl, 0, c.ta, c.tb, c.m, c.n, c.k, dA + c.skew,
+			    dB + c.skew, dC + c.skew, 0, 1.0f, 0.0f));
+			got = get_b(dC + c.skew, ref.size());
 			check(c.what, got, ref, TOL_BF16);
 			cudaFree(dC);
 		}
@@ -319,7 +330,7 @@ static void test_rope(void)
 	cudaFree(dx); cudaFree(cs);
 }
 
-static void test_attention(int B, int T, int H, int KV, int hd)
+static void test_attention(int B, int T, int H, int KV, int hd, int simple)
 {
 	int N = B * T, W = (H + 2 * KV) * hd;
 	char what[128];
@@ -331,9 +342,13 @@ static void test_attention(int B, int T, int H, int KV, int hd)
 	bf16 *dqkv = dev_b(pack_qkv(q, k, v, N, H, KV, hd));
 	bf16 *dy = (bf16 *)dev_poison((size_t)N * H * hd, 2);
 	float *dlse = (float *)dev_poison((size_t)N * H, 4);
-	OP(vk_attn_fwd(dy, dlse, dqkv, B, T, H, KV, hd, 0));
-	snprintf(what, sizeof what, "attention forward B=%d T=%d H=%d KV=%d hd=%d",
-	    B, T, H, KV, hd);
+	const char *kind = simple ? "plain" : "tensor-core";
+	if (simple)
+		OP(vk_attn_fwd_simple(dy, dlse, dqkv, B, T, H, KV, hd, 0));
+	else
+		OP(vk_attn_fwd(dy, dlse, dqkv, B, T, H, KV, hd, 0));
+	snprintf(what, sizeof what, "%s attention forward B=%d T=%d H=%d KV=%d "
+	    "hd=%d", kind, B, T, H, KV, hd);
 	vec yg = get_b(dy, y.size());
 	check(what, yg, y, TOL_BF16);
 	// The log-sum-exp, recomputed in double.
@@ -358,7 +373,8 @@ static void test_attention(int B, int T, int H, int KV, int hd)
 					s += exp(sv[j] - mx);
 				lse[((size_t)b * H + h) * T + i] = (float)(mx + log(s));
 			}
-	snprintf(what, sizeof what, "attention forward: log-sum-exp kept (T=%d)", T);
+	snprintf(what, sizeof what, "%s attention forward: log-sum-exp kept "
+	    "(T=%d)", kind, T);
 	check(what, get_f(dlse, lse.size()), lse, 1e-5);
 
 	// Backward from the device's own bf16 output, as training runs it.
@@ -368,14 +384,21 @@ static void test_attention(int B, int T, int H, int KV, int hd)
 	    q.data(), k.data(), v.data(), B, T, H, KV, hd);
 	bf16 *dg = dev_b(g), *dd = (bf16 *)dev_poison((size_t)N * W, 2);
 	float *dsum = (float *)dev_poison((size_t)N * H, 4);
-	OP(vk_attn_bwd(dd, dsum, dg, dqkv, dy, dlse, B, T, H, KV, hd, 0));
+	if (simple)
+		OP(vk_attn_bwd_simple(dd, dsum, dg, dqkv, dy, dlse, B, T, H, KV, hd,
+		    0));
+	else
+		OP(vk_attn_bwd(dd, dsum, dg, dqkv, dy, dlse, B, T, H, KV, hd, 0));
 	vec got = get_b(dd, (size_t)N * W);
 	const double tol = 1.5e-2;	// through two bf16 roundings (y and dy)
-	snprintf(what, sizeof what, "attention backward T=%d KV=%d: dq", T, KV);
+	snprintf(what, sizeof what, "%s attention backward T=%d KV=%d hd=%d: dq",
+	    kind, T, KV, hd);
 	check(what, slice_cols(got, N, W, 0, H * hd), dq, tol);
-	snprintf(what, sizeof what, "attention backward T=%d KV=%d: dk", T, KV);
+	snprintf(what, sizeof what, "%s attention backward T=%d KV=%d hd=%d: dk",
+	    kind, T, KV, hd);
 	check(what, slice_cols(got, N, W, H * hd, KV * hd), dk, tol);
-	snprintf(what, sizeof what, "attention backward T=%d KV=%d: dv", T, KV);
+	snprintf(what, sizeof what, "%s attention backward T=%d KV=%d hd=%d: dv",
+	    kind, T, KV, hd);
 	check(what, slice_cols(got, N, W, (H + KV) * hd, KV * hd), dv, tol);
 	cudaFree(dqkv); cudaFree(dy); cudaFree(dlse); cudaFree(dg); cudaFree(dd);
 	cudaFree(dsum);
@@ -537,11 +560,117 @@ static void test_velvet(int sparse, int decay_vectors)
 	cudaFree(dp); cudaFree(dg); cudaFree(dm); cudaFree(dv); cudaFree(db); cudaFree(dc);
 }
 
+// Timing of the heavy ops at the medium preset's sizes (B=64, T=1024,
+// C=768, 12 heads of 64, F=2048, V=32000), with events, median of 5 after a
+// warm-up; `test_kernels bench`.  Inputs are random, never zeros.
+static float time_ms(void (*fn)(void *), void *arg)
+{
+	cudaEvent_t a, b;
+	CK(cudaEventCreate(&a));
+	CK(cudaEventCreate(&b));
+	fn(arg);
+	CK(cudaDeviceSynchronize());
+	float t[5];
+	for (int i = 0; i < 5; i++) {
+		CK(cudaEventRecord(a));
+		fn(arg);
+		CK(cudaEventRecord(b));
+		CK(cudaEventSynchronize(b));
+		CK(cudaEventElapsedTime(&t[i], a, b));
+	}
+	for (int i = 0; i < 5; i++)
+		for (int j = i + 1; j < 5; j++)
+			if (t[j] < t[i]) {
+				float x = t[i];
+				t[i] = t[j];
+				t[j] = x;
+			}
+	cudaEventDestroy(a);
+	cudaEventDestroy(b);
+	return t[2];
+}
+
+struct bench_ctx {
+	int B, T, H, hd, N, C, F, V;
+	bf16 *qkv, *y, *dy, *dqkv, *x, *w, *out, *big, *dbig;
+	float *lse, *dsum, *res, *rstd, *normw, *loss, *ent, *gw;
+	int32_t *tgt;
+	struct vk_blas *bl;
+};
+
+#define BFN(name, body) static void name(void *p) { \
+	struct bench_ctx *c = (struct bench_ctx *)p; body; }
+BFN(b_attn_fwd, OP(vk_attn_fwd(c->y, c->lse, c->qkv, c->B, c->T, c->H, c->H, c->hd, 0)))
+BFN(b_attn_bwd, OP(vk_attn_bwd(c->dqkv, c->dsum, c->dy, c->qkv, c->y, c->lse, c->B, c->T, c->H, c->H, c->hd, 0)))
+BFN(b_attn_fwd_s, OP(vk_attn_fwd_simple(c->y, c->lse, c->qkv, c->B, c->T, c->H, c->H, c->hd, 0)))
+BFN(b_mm_fwd, OP(vk_mm(c->bl, 0, 0, 1, c->N, c->F, c->C, c->x, c->w, c->out, 0, 1.0f, 0.0f)))
+BFN(b_mm_dx, OP(vk_mm(c->bl, 0, 0, 0, c->N, c->C, c->F, c->out, c->w, c->x, 0, 1.0f, 0.0f)))
+BFN(b_mm_dw, OP(vk_mm(c->bl, 0, 1, 0, c->F, c->C, c->N, c->out, c->x, c->gw, 1, 1.0f, 1.0f)))
+BFN(b_head, OP(vk_mm(c->bl, 0, 0, 1, c->N, c->V, c->C, c->x, c->w, c->big, 0, 1.0f, 0.0f)))
+BFN(b_xent, OP(vk_xent(c->dbig, c->loss, c->ent, c->big, c->tgt, c->N, c->V, c->V, 1.0f / c->N, 0)))
+BFN(b_norm, OP(vk_rmsnorm_fwd(c->res, c->res, c->x, c->normw, c->y, c->rstd, c->N, c->C, 1e-5f, 0)))
+
+static void bench(void)
+{
+	struct bench_ctx c;
+	c.B = 64; c.T = 1024; c.H = 12; c.hd = 64; c.C = 768; c.F = 2048;
+	c.V = 32000; c.N = c.B * c.T;
+	size_t N = c.N;
+	vec r = randn(N * 3 * c.C, 1.0f);
+	c.qkv = dev_b(r);
+	c.dy = dev_b(vec(r.begin(), r.begin() + N * c.C));
+	c.x = dev_b(vec(r.begin() + N * c.C, r.begin() + 2 * N * c.C));
+	c.y = (bf16 *)dev_poison(N * c.C, 2);
+	c.dqkv = (bf16 *)dev_poison(N * 3 * c.C, 2);
+	c.lse = (float *)dev_poison(N * c.H, 4);
+	c.dsum = (float *)dev_poison(N * c.H, 4);
+	c.w = dev_b(randn((size_t)c.V * c.C, 0.02f));
+	c.out = dev_b(randn(N * c.F, 1.0f));
+	c.gw = dev_f(vec((size_t)c.F * c.C, 0.0f));
+	c.big = dev_b(randn(N * c.V / 8, 1.0f));	// filled again below
+	CK(cudaFree(c.big));
+	CK(cudaMalloc(&c.big, N * c.V * 2));
+	CK(cudaMalloc(&c.dbig, N * c.V * 2));
+	c.res = dev_f(randn(N * c.C, 1.0f));
+	c.rstd = (float *)dev_poison(N, 4);
+	c.normw = dev_f(vec(c.C, 1.0f));
+	c.loss = (float *)dev_poison(N, 4);
+	c.ent = (float *)dev_poison(N, 4);
+	std::vector<int32_t> t(N);
+	for (auto &e : t)
+		e = (int32_t)(urand() * c.V) % c.V;
+	CK(cudaMalloc(&c.tgt, N * 4));
+	CK(cudaMemcpy(c.tgt, t.data(), N * 4, cudaMemcpyHostToDevice));
+	vk_blas_create(&c.bl);
+	b_attn_fwd(&c);	// a real output and lse for the backward pass
+	b_head(&c);	// real logits for the cross-entropy
+
+	// Causal attention FLOPs: QK^T and PV over half the T x T square.
+	double af = 2.0 * 2 * c.B * c.H * (double)c.T * c.T * c.hd / 2;
+	double mf = 2.0 * N * c.F * c.C;
+	float t1 = time_ms(b_attn_fwd, &c), t2 = time_ms(b_attn_bwd, &c);
+	float t3 = time_ms(b_attn_fwd_s, &c);
+	printf("# attention forward (tensor cores): %8.3f ms %6.1f TFLOP/s\n", t1, af / t1 / 1e9);
+	printf("# attention backward (tensor cores): %7.3f ms %6.1f TFLOP/s (2.5x forward FLOPs)\n", t2, 2.5 * af / t2 / 1e9);
+	printf("# attention forward (plain fp32):   %8.3f ms %6.1f TFLOP/s\n", t3, af / t3 / 1e9);
+	float t4 = time_ms(b_mm_fwd, &c), t5 = time_ms(b_mm_dx, &c), t6 = time_ms(b_mm_dw, &c);
+	printf("# matmul %dx%dx%d forward %.3f ms %.0f TFLOP/s, dx %.3f ms %.0f, dW %.3f ms %.0f\n",
+	    c.N, c.F, c.C, t4, mf / t4 / 1e9, t5, mf / t5 / 1e9, t6, mf / t6 / 1e9);
+	float t7 = time_ms(b_head, &c), t8 = time_ms(b_xent, &c), t9 = time_ms(b_norm, &c);
+	printf("# head %.3f ms %.0f TFLOP/s; cross-entropy %.3f ms %.0f GB/s; rmsnorm %.3f ms %.0f GB/s\n",
+	    t7, 2.0 * N * c.V * c.C / t7 / 1e9, t8, 4.0 * N * c.V / t8 / 1e6,
+	    t9, N * c.C * 10.0 / t9 / 1e6);
+}
+
 int main(int argc, char **argv)
 {
 	int n = 0;
 	if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
 		printf("1..0 # SKIP no CUDA device\n");
+		return 0;
+	}
+	if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+		bench();
 		return 0;
 	}
 	if (argc > 1)
@@ -556,9 +685,13 @@ int main(int argc, char **argv)
 	test_rmsnorm(320);
 	test_rmsnorm(768);
 	test_rope();
-	test_attention(2, 200, 4, 2, 64);
-	test_attention(1, 64, 2, 2, 32);
-	test_attention(3, 129, 2, 1, 32);
+	for (int simple = 0; simple < 2; simple++) {
+		test_attention(2, 200, 4, 2, 64, simple);
+		test_attention(1, 64, 2, 2, 32, simple);
+		test_attention(3, 129, 2, 1, 32, simple);
+	}
+	test_attention(1, 300, 2, 2, 128, 0);
+	test_attention(2, 17, 3, 3, 64, 0);
 	for (int a = 0; a < 3; a++)
 		test_gated(a);
 	test_xent();

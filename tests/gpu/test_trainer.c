@@ -336,7 +336,12 @@ main(int argc, char **argv)
 	c.dim = 192;
 	c.heads = c.kv_heads = 3;	/* heads of 64 */
 	c.hidden = 256;
-	whole_step("gelu, heads of 64, B=2 T=130", &c, 2, 130);
+	whole_step("gelu, width 192, heads of 64, B=2 T=130", &c, 2, 130);
+	c.act = VLM_ACT_SILU;
+	c.dim = 320;	/* the small preset's width: 640-byte bf16 rows */
+	c.heads = c.kv_heads = 5;
+	c.hidden = 864;
+	whole_step("silu, width 320, 5 heads of 64, B=2 T=96", &c, 2, 96);
 	/* A repeating text: the loss must fall fast on both backends. */
 	static int32_t data[20000];
 	for (int i = 0; i < 20000; i++)
