@@ -130,6 +130,15 @@ like err 'shards of a 80-token vocabulary, the checkpoint.s model has 64' \
     "resuming on shards of another vocabulary"
 run 1 vtrain -d shards -o a --resume a/latest/model.safetensors
 like err 'a model file alone cannot resume' "a bare model cannot resume"
+vshard --shard-tokens 3000 --val-fraction 0.1 -o shards-re s.tok 2>/dev/null
+run 1 vtrain -d shards-re -o a --resume a/latest
+like err 'cursor.json: data position: .*' \
+    "a data position saved for other shards (same tokenizer) is refused"
+sed 's/"rng": \[/"rng": [ "xyz",/' a/latest/cursor.json > cur.json
+cp -r a/step-00000080 badcur
+cp cur.json badcur/cursor.json
+run 1 vtrain -d shards -o a --resume badcur
+like err 'badcur: cursor.json' "a damaged cursor.json, named"
 cp -r a/step-00000060 broken
 head -c 1000 a/step-00000060/optimizer.bin > broken/optimizer.bin
 run 1 vtrain -d shards -o a --resume broken
