@@ -590,7 +590,7 @@ http_download(const struct http_opts *o, const char *url, const char *dest,
 	}
 	if ((err = hash_prefix(x.fp, x.md, x.have, part)))
 		goto done;
-	v_progress_init(&prog, stderr, o->progress, label, "bytes", V_UNIT_BYTES,
+	v_progress_init(&prog, stderr, o->progress, label, "", V_UNIT_BYTES,
 	    size > 0 ? (uint64_t)size : 0);
 	x.prog = &prog;
 	v_progress_update(&prog, x.have);

@@ -60,6 +60,9 @@ draw(struct v_progress *p, double now, int final)
 	char a[32], r[32], t[32], line[256];
 	double el = now - p->t0;
 	double rate = el > 0 ? (double)p->done / el : 0;
+	/* An empty unit ("" for bytes, which v_human already marks) takes
+	 * no space. */
+	const char *sp = *p->unit ? " " : "";
 
 	v_human((double)p->done, p->kind, a, sizeof a);
 	v_human(rate, p->kind, r, sizeof r);
@@ -70,13 +73,13 @@ draw(struct v_progress *p, double now, int final)
 		    p->done : p->total)) / rate : -1;
 		v_human((double)p->total, p->kind, tot, sizeof tot);
 		fmt_time(final ? el : left, t, sizeof t);
-		snprintf(line, sizeof line, "%s: %5.1f%% %s/%s %s, %s %s/s, %s %s",
-		    p->label, pct > 100 ? 100 : pct, a, tot, p->unit, r, p->unit,
+		snprintf(line, sizeof line, "%s: %5.1f%% %s/%s%s%s, %s%s%s/s, %s %s",
+		    p->label, pct > 100 ? 100 : pct, a, tot, sp, p->unit, r, sp, p->unit,
 		    final ? "took" : "ETA", t);
 	} else {
 		fmt_time(el, t, sizeof t);
-		snprintf(line, sizeof line, "%s: %s %s, %s %s/s, %s", p->label,
-		    a, p->unit, r, p->unit, t);
+		snprintf(line, sizeof line, "%s: %s%s%s, %s%s%s/s, %s", p->label,
+		    a, sp, p->unit, r, sp, p->unit, t);
 	}
 	if (p->tty)
 		fprintf(p->out, "\r%s\033[K", line);

@@ -106,6 +106,13 @@ run 0 vfetch --cache c4 --endpoint "$EP" claire
 same out claire.jsonl "the next run finishes it"
 like log 'Debats/train.txt.*range=bytes=[1-9]' "from where it stopped"
 
+# Progress: bytes, rate and time, on request when stderr is no terminal.
+serve
+run 0 vfetch --cache c14 --endpoint "$EP" --progress --subset Theatre claire
+like err '^FR/Theatre/train.txt: 100\.0% .*B/s.*took' "--progress shows bytes, rate and time"
+run 0 vfetch --cache c15 --endpoint "$EP" --subset Theatre claire
+unlike err '%' "no progress lines when stderr is not a terminal"
+
 # A wrong hash in the listing.
 serve --wrong-hash FR/Debats/train.txt
 run 1 vfetch --cache c5 --endpoint "$EP" claire

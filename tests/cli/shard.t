@@ -122,6 +122,22 @@ like err 'train-00003.vsh' "a missing shard is named"
 echo '{"format":"vesper-shards"' > bad6/manifest.json
 run 1 vshard stats bad6
 like err 'manifest.json.*JSON' "a broken manifest is named"
+# Hostile manifests: a shard name that leaves the directory, numbers out
+# of range, a wrong type.
+for edit in 'm["splits"]["train"]["shards"][0]["file"] = "../s.tok"' \
+    'm["splits"]["val"]["shards"][0]["tokens"] = -5' \
+    'm["vocab_size"] = 2**40' \
+    'm["splits"]["train"]["shards"][0]["xxh3"] = 12' \
+    'm["splits"] = []'; do
+	rm -rf bad7 && cp -r d bad7
+	python3 -c "
+import json
+m = json.load(open('bad7/manifest.json'))
+$edit
+json.dump(m, open('bad7/manifest.json', 'w'))"
+	run 1 vshard verify bad7
+	like err 'bad7/manifest.json' "a manifest with $edit is refused, naming it"
+done
 run 1 vshard verify nowhere
 like err 'nowhere/manifest.json' "no directory: the missing manifest is named"
 
