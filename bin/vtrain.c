@@ -210,8 +210,12 @@ cursor_restore(const char *text, const char *name, struct loop *lp,
 	}
 	char *d = json_dumps(data, JSON_COMPACT);
 	err = d ? shard_reader_restore_json(train, d) : V_ERR_NOMEM;
-	if (err)
-		err = v_error(err, "%s: data position: %s", name, v_errmsg(err));
+	if (err) {
+		/* v_error rewrites the detail in place: copy it first. */
+		char why[512];
+		snprintf(why, sizeof why, "%s", v_errmsg(err));
+		err = v_error(err, "%s: data position: %s", name, why);
+	}
 	free(d);
 	json_incref(*settings);
 	json_decref(o);

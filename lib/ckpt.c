@@ -339,6 +339,17 @@ ckpt_free(struct ckpt *ck)
 	memset(ck, 0, sizeof *ck);
 }
 
+/* err's detail, prefixed with "file: what: ". */
+static int
+error_in(int err, const char *file, const char *what)
+{
+	char why[512];
+
+	/* v_error rewrites the detail in place: copy it first. */
+	snprintf(why, sizeof why, "%s", v_errmsg(err));
+	return v_error(err, "%s: %s: %s", file, what, why);
+}
+
 static int
 read_model(const char *path, struct ckpt *ck)
 {
@@ -359,7 +370,7 @@ read_model(const char *path, struct ckpt *ck)
 		goto out;
 	}
 	if ((err = vlm_config_from_json(cfg, &ck->cfg)) != V_OK) {
-		err = v_error(err, "%s: vesper.config: %s", path, v_errmsg(err));
+		err = error_in(err, path, "vesper.config");
 		goto out;
 	}
 	if (tok == NULL)
@@ -407,7 +418,7 @@ read_model(const char *path, struct ckpt *ck)
 		}
 		err = st_tensor_f32(x, ck->params + t[i].offset);
 		if (err)
-			err = v_error(err, "%s: %s: %s", path, t[i].name, v_errmsg(err));
+			err = error_in(err, path, t[i].name);
 	}
 	free(t);
 out:
