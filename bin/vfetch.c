@@ -146,11 +146,18 @@ main(int argc, char **argv)
 	}
 	static char obuf[1 << 20];
 	setvbuf(stdout, obuf, _IOFBF, sizeof obuf);
-	struct fetch_stats st = { 0, 0, 0 };
+	struct fetch_stats st;
+	memset(&st, 0, sizeof st);
 	for (int i = 0; i < argc; i++) {
+		st.commit[0] = '\0';
 		err = fetch_run(&o, argv[i], stdout, &st);
 		if (err)
 			cli_fatal(err);
+		if (st.commit[0] != '\0' && (o.revision == NULL ||
+		    strcmp(o.revision, st.commit) != 0))
+			fprintf(stderr, "%s: %s: revision %s is commit %s (--revision %s "
+			    "pins it)\n", cli_prog, argv[i], o.revision ? o.revision :
+			    FETCH_DEFAULT_REVISION, st.commit, st.commit);
 	}
 	if (st.skipped > 0)
 		fprintf(stderr, "%s: %llu documents from %llu files (%llu files skipped: "

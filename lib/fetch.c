@@ -453,8 +453,9 @@ in_list(const char *list, const char *name)
 	return 0;
 }
 
+/* <cache>/hub/datasets--<owner>-<name>, malloc'ed. */
 static char *
-snapshot_dir(const struct fetch_opts *o, const char *repo, const char *rev)
+repo_dir(const struct fetch_opts *o, const char *repo)
 {
 	char *r = strdup(repo);
 
@@ -463,8 +464,18 @@ snapshot_dir(const struct fetch_opts *o, const char *repo, const char *rev)
 	for (char *p = r; *p; p++)
 		if (*p == '/')
 			*p = '-';
-	char *s = fmt("%s/hub/datasets--%s/%s", o->cache, r, rev);
+	char *s = fmt("%s/hub/datasets--%s", o->cache, r);
 	free(r);
+	return s;
+}
+
+static char *
+snapshot_dir(const struct fetch_opts *o, const char *repo, const char *commit)
+{
+	char *d = repo_dir(o, repo);
+	char *s = d ? fmt("%s/%s", d, commit) : NULL;
+
+	free(d);
 	return s;
 }
 
@@ -472,6 +483,97 @@ static const char *
 revision(const struct fetch_opts *o)
 {
 	return o->revision ? o->revision : FETCH_DEFAULT_REVISION;
+}
+
+static int
+is_commit(const char *s)
+{
+	return strlen(s) == 40 && strspn(s, "0123456789abcdef") == 40;
+}
+
+/* The commit id that the revision names, into commit: a commit id as it
+ * is; a branch or tag through the hub's revision API, remembered in
+ * <repo dir>/refs/<revision> for --offline.  Everything after this uses
+ * the commit, so that a branch that moves during a download cannot mix
+ * files of two commits. */
+static int
+resolve_revision(const struct fetch_opts *o, const char *repo, char commit[41])
+{
+	const char *rev = revision(o);
+	char *body = NULL, *url = NULL, *erev = NULL;
+	char *rdir = repo_dir(o, repo);
+	char *ref = rdir ? fmt("%s/refs/%s", rdir, rev) : NULL;
+	json_t *j = NULL;
+	const char *sha;
+	size_t len;
+	int err = V_OK;
+
+	if (ref == NULL) {
+		err = v_error(V_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if (!fetch_revision_ok(rev)) {
+		err = v_error(V_ERR_ARG, "bad revision \"%s\"", rev);
+		goto done;
+	}
+	if (is_commit(rev)) {
+		memcpy(commit, rev, 41);
+		goto done;
+	}
+	if (o->offline) {
+		err = v_slurp(ref, 4096, &body, &len);
+		if (err == V_ERR_NOTFOUND)
+			err = v_error(V_ERR_NOTFOUND, "%s at %s is not in the cache %s (run "
+			    "once without --offline)", repo, rev, o->cache);
+		if (err)
+			goto done;
+		while (len > 0 && (body[len - 1] == '\n' || body[len - 1] == ' '))
+			body[--len] = '\0';
+		if (!is_commit(body)) {
+			err = v_error(V_ERR_FORMAT, "%s: not a commit id", ref);
+			goto done;
+		}
+		memcpy(commit, body, 41);
+		goto done;
+	}
+	erev = url_path(rev);
+	url = erev ? fmt("%s/api/datasets/%s/revision/%s", o->endpoint, repo, erev) : NULL;
+	if (url == NULL) {
+		err = v_error(V_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if ((err = http_get(&o->http, url, 16u << 20, &body, &len, NULL))) {
+		if (err == V_ERR_NOTFOUND)
+			err = v_error(V_ERR_NOTFOUND, "%s: no dataset %s at revision %s "
+			    "(HTTP 404 from %s)", o->endpoint, repo, rev, url);
+		goto done;
+	}
+	if ((err = v_json_parse(body, len, url, 0, &j)))
+		goto done;
+	if (v_json_str(j, "sha", &sha, NULL) || !is_commit(sha)) {
+		err = v_error(V_ERR_FORMAT, "%s: no commit id (\"sha\") in the answer", url);
+		goto done;
+	}
+	memcpy(commit, sha, 41);
+	/* Remember it for --offline. */
+	struct v_atomic a;
+	if ((err = mkdir_for(ref)) == V_OK && (err = v_atomic_open(&a, ref)) == V_OK) {
+		err = v_write_all(a.fp, commit, 40, ref);
+		if (err == V_OK)
+			err = v_write_all(a.fp, "\n", 1, ref);
+		if (err == V_OK)
+			err = v_atomic_commit(&a);
+		else
+			v_atomic_abort(&a);
+	}
+done:
+	json_decref(j);
+	free(body);
+	free(url);
+	free(erev);
+	free(ref);
+	free(rdir);
+	return err;
 }
 
 /* The Claire files chosen by --subset and --split, sorted by path. */
@@ -527,14 +629,14 @@ claire_pick(const struct fetch_opts *o, const struct tree *t, struct hub_pick **
 int
 fetch_list(const struct fetch_opts *o, FILE *out)
 {
-	const char *rev = revision(o);
+	char rev[41];
 	struct tree t;
 	struct hub_pick *p;
 	size_t n;
 	int err;
 
-	if (!fetch_revision_ok(rev))
-		return v_error(V_ERR_ARG, "bad revision \"%s\"", rev);
+	if ((err = resolve_revision(o, FETCH_CLAIRE_REPO, rev)))
+		return err;
 	char *snap = snapshot_dir(o, FETCH_CLAIRE_REPO, rev);
 	if (snap == NULL)
 		return v_error(V_ERR_NOMEM, "out of memory");
@@ -572,14 +674,15 @@ fetch_list(const struct fetch_opts *o, FILE *out)
 static int
 fetch_claire(const struct fetch_opts *o, FILE *out, struct fetch_stats *st)
 {
-	const char *rev = revision(o);
+	char rev[41];
 	struct tree t;
 	struct hub_pick *p = NULL;
 	size_t n;
 	int err;
 
-	if (!fetch_revision_ok(rev))
-		return v_error(V_ERR_ARG, "bad revision \"%s\"", rev);
+	if ((err = resolve_revision(o, FETCH_CLAIRE_REPO, rev)))
+		return err;
+	memcpy(st->commit, rev, 41);
 	char *snap = snapshot_dir(o, FETCH_CLAIRE_REPO, rev);
 	if (snap == NULL)
 		return v_error(V_ERR_NOMEM, "out of memory");
@@ -626,7 +729,7 @@ fetch_tinystories(const struct fetch_opts *o, FILE *out, struct fetch_stats *st)
 	static const char *const files[2] = {
 		"TinyStoriesV2-GPT4-train.txt", "TinyStoriesV2-GPT4-valid.txt"
 	};
-	const char *rev = revision(o);
+	char rev[41];
 	struct tree t;
 	int err, lo = 0, hi = 2;
 
@@ -634,8 +737,9 @@ fetch_tinystories(const struct fetch_opts *o, FILE *out, struct fetch_stats *st)
 		hi = 1;
 	else if (strcmp(o->split, "test") == 0)
 		lo = 1;
-	if (!fetch_revision_ok(rev))
-		return v_error(V_ERR_ARG, "bad revision \"%s\"", rev);
+	if ((err = resolve_revision(o, FETCH_TINYSTORIES_REPO, rev)))
+		return err;
+	memcpy(st->commit, rev, 41);
 	char *snap = snapshot_dir(o, FETCH_TINYSTORIES_REPO, rev);
 	if (snap == NULL)
 		return v_error(V_ERR_NOMEM, "out of memory");

@@ -1,14 +1,18 @@
 /* fetch.h: corpora from the Hugging Face hub, URLs and local files, as
  * JSON Lines documents.
  *
- * Hub datasets are listed with the tree API
- *   GET <endpoint>/api/datasets/<repo>/tree/<revision>?recursive=true
+ * A hub revision that is not a commit id (a branch, a tag) is first turned
+ * into one with GET <endpoint>/api/datasets/<repo>/revision/<revision>
+ * (the "sha" of the answer), remembered in the cache for --offline; the
+ * files are then listed at that commit with the tree API
+ *   GET <endpoint>/api/datasets/<repo>/tree/<commit>?recursive=true
  * (paginated: the next page is the Link header's rel="next"), and each
  * file is fetched from <endpoint>/datasets/<repo>/resolve/<revision>/<path>
  * into the cache, checked against the size and the LFS SHA-256 that the
  * listing gives before it gets its final name:
- *   <cache>/hub/datasets--<owner>--<name>/<revision>/<path>
- *   <cache>/hub/datasets--<owner>--<name>/<revision>/.vesper-tree.json
+ *   <cache>/hub/datasets--<owner>-<name>/refs/<revision>   (the commit id)
+ *   <cache>/hub/datasets--<owner>-<name>/<commit>/<path>
+ *   <cache>/hub/datasets--<owner>-<name>/<commit>/.vesper-tree.json
  * The saved listing is what --offline works from.  A URL is cached under
  *   <cache>/url/<first 16 hex digits of the URL's SHA-256>/<file name>. */
 #ifndef VESPER_FETCH_H
@@ -23,7 +27,8 @@
 #define FETCH_CLAIRE_REPO "OpenLLM-France/Claire-Dialogue-French-0.1"
 #define FETCH_TINYSTORIES_REPO "roneneldan/TinyStories"
 /* The revision used when none is given.  A branch name follows the
- * dataset; pass a commit id with --revision to pin the exact bytes. */
+ * dataset (vfetch reports the commit it found); pass a commit id with
+ * --revision to pin the exact bytes. */
 #define FETCH_DEFAULT_REVISION "main"
 
 struct fetch_opts {
@@ -41,6 +46,7 @@ struct fetch_opts {
 
 struct fetch_stats {
 	uint64_t docs, files, skipped;
+	char commit[41];	/* the commit a hub source came from, or "" */
 };
 
 /* Write the documents of source ("claire", "tinystories", a URL, a file,

@@ -7,6 +7,9 @@
 
 FX="$VESPER_SRC/tests/fetch"
 CL="$FX/hub/OpenLLM-France/Claire-Dialogue-French-0.1"
+# The loopback hub's commit for the branch main (hubserver.py: sha1 of the
+# name).
+MAIN=$(printf main | sha1sum | cut -c1-40)
 srv=""
 trap '[ -n "$srv" ] && kill $srv 2>/dev/null; rm -rf "$T"' EXIT
 
@@ -51,7 +54,7 @@ run 0 vfetch --cache c --endpoint "$EP" --list claire
 like out "^Theatre +$(wc -c < "$CL/FR/Theatre/train.txt" | tr -d ' ') +$(wc -c < "$CL/FR/Theatre/test.txt" | tr -d ' ')\$" \
     "--list shows each subset with its train and test sizes"
 like out '^Debats ' "--list shows every subset"
-[ "$(grep -c 'tree/main' log)" -ge 4 ]; ok $? "the listing was read page by page (Link: rel=next)"
+[ "$(grep -c "tree/$MAIN" log)" -ge 4 ]; ok $? "the listing was read page by page (Link: rel=next)"
 
 run 0 vfetch --cache c --endpoint "$EP" claire
 cp out claire.jsonl
@@ -62,8 +65,16 @@ like out '^\{"id":"Debats/train/1","source":"Debats","text":"\[speaker001:\] Nou
     "ids name the subset and split; the source is the subset"
 like log '^cdn GET /cdn/.*FR/Theatre/train.txt' "files come through the redirect to the CDN"
 unlike log 'test.txt' "the default split is train"
-[ -f "c/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/main/FR/Debats/train.txt" ]
-ok $? "the files are cached under the revision"
+[ -f "c/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/$MAIN/FR/Debats/train.txt" ]
+ok $? "the files are cached under the commit"
+like c/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/refs/main "^$MAIN\$" \
+    "the commit of the branch is remembered"
+like err "revision main is commit $MAIN" "vfetch reports the commit, to pin it"
+like log "tree/$MAIN" "the listing is asked for at the commit, not the branch"
+: > log
+run 0 vfetch --cache c --endpoint "$EP" --revision "$MAIN" claire
+unlike log 'revision/' "--revision with a commit id needs no revision lookup"
+unlike err 'is commit' "and says nothing about it"
 
 : > log
 run 0 vfetch --cache c --endpoint "$EP" claire
@@ -98,7 +109,7 @@ same out claire.jsonl "a 200 answer to a Range request: the file starts over, ve
 # name; the next run resumes it.
 serve --cut FR/Debats/train.txt=1
 run 1 vfetch --cache c4 --endpoint "$EP" --retries 0 claire
-D4=c4/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/main/FR/Debats
+D4=c4/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/$MAIN/FR/Debats
 [ -s "$D4/train.txt.part" ] && [ ! -e "$D4/train.txt" ]
 ok $? "an interrupted download stays a .part, never under the final name"
 : > log
@@ -117,8 +128,8 @@ unlike err '%' "no progress lines when stderr is not a terminal"
 serve --wrong-hash FR/Debats/train.txt
 run 1 vfetch --cache c5 --endpoint "$EP" claire
 like err 'FR/Debats/train.txt: SHA-256 mismatch' "a wrong hash is a clear error naming the file"
-[ ! -e c5/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/main/FR/Debats/train.txt ] &&
-    [ ! -e c5/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/main/FR/Debats/train.txt.part ]
+[ ! -e c5/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/$MAIN/FR/Debats/train.txt ] &&
+    [ ! -e c5/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/$MAIN/FR/Debats/train.txt.part ]
 ok $? "and leaves nothing in the cache"
 [ ! -s out ]; ok $? "and no document"
 
@@ -142,7 +153,7 @@ run 2 vfetch --cache c7 --endpoint "$EP" --revision ../x claire
 serve --status FR/Theatre/train.txt=429:2
 run 0 vfetch --cache c8 --endpoint "$EP" claire
 same out claire.jsonl "429 twice, then success (Retry-After honoured)"
-[ "$(grep -c 'resolve/main/FR/Theatre/train.txt' log)" -eq 3 ]; ok $? "after two retries"
+[ "$(grep -c "resolve/$MAIN/FR/Theatre/train.txt" log)" -eq 3 ]; ok $? "after two retries"
 serve --status FR/Theatre/train.txt=500:1 --status TREE=503:1
 run 0 vfetch --cache c9 --endpoint "$EP" --retry-wait 0.01 claire
 same out claire.jsonl "500 and 503 are retried"

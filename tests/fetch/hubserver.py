@@ -2,7 +2,9 @@
 """A loopback stand-in for the Hugging Face hub, for the vfetch tests.
 
 Two HTTP servers on 127.0.0.1:
-  hub  /api/datasets/<owner>/<name>/tree/<rev>?recursive=true
+  hub  /api/datasets/<owner>/<name>/revision/<rev>
+           {"sha": commit}: the commit a branch name stands for
+       /api/datasets/<owner>/<name>/tree/<rev>?recursive=true
            the files under ROOT/<owner>/<name>, PAGE entries a page, the next
            page named by a Link header (rel="next"); .txt files carry an
            "lfs" object with their SHA-256, like LFS files on the hub
@@ -11,13 +13,14 @@ Two HTTP servers on 127.0.0.1:
   cdn  /cdn/<path>   the file ROOT/<path>, with Range requests
 
 Faults, for the tests (PATH is a file's path inside its dataset, or for
---status the word TREE for the listing):
+--status the word TREE for the listing, REVISION for the revision API):
   --cut PATH=N        the first N CDN answers for PATH stop half-way
   --wrong-hash PATH   the listing gives PATH a wrong SHA-256
   --status PATH=CODE:N  the first N requests for PATH answer CODE
   --no-range          the CDN ignores Range and answers 200
   --token T           the hub answers 401 without "Authorization: Bearer T"
-  --revisions a,b     the revisions that exist (others: 404)
+  --revisions a,b     the revisions that exist (others: 404); each stands
+                      for the commit id sha1(name)
   --extra-entry PATH  list a file PATH that does not exist (a hostile listing)
 Each request is logged to --log as "server method path auth=yes|no
 range=...".  The two ports are written to --portfile when both listen.
@@ -56,7 +59,10 @@ for s in args.status:
     p, rest = s.rsplit("=", 1)
     code, n = rest.split(":")
     statuses.setdefault(p, []).extend([int(code)] * int(n))
-revisions = set(args.revisions.split(","))
+# Each revision name stands for a commit id made from the name; a request
+# may use either.
+commits = {r: hashlib.sha1(r.encode()).hexdigest() for r in args.revisions.split(",")}
+revisions = set(commits) | set(commits.values())
 logf = open(args.log, "a", buffering=1)
 ports = {}
 
@@ -153,6 +159,15 @@ class Hub(Handler):
             return self.send(401, b'{"error":"Invalid credentials"}')
         u = urllib.parse.urlsplit(self.path)
         parts = [urllib.parse.unquote(p) for p in u.path.split("/")]
+        # /api/datasets/<owner>/<name>/revision/<rev>
+        if len(parts) == 7 and parts[1:3] == ["api", "datasets"] and parts[5] == "revision":
+            repo, rev = parts[3] + "/" + parts[4], parts[6]
+            if self.fault("REVISION"):
+                return
+            if rev not in revisions or not os.path.isdir(os.path.join(args.root, repo)):
+                return self.send(404, b'{"error":"Revision Not Found"}')
+            sha = commits.get(rev, rev)
+            return self.send(200, json.dumps({"id": repo, "sha": sha}).encode())
         # /api/datasets/<owner>/<name>/tree/<rev>
         if len(parts) >= 7 and parts[1:3] == ["api", "datasets"] and parts[5] == "tree":
             repo, rev = parts[3] + "/" + parts[4], "/".join(parts[6:])
