@@ -24,6 +24,7 @@ SUBSET  ?=
 SPLIT   ?= train
 FETCH_FLAGS ?=
 CORPUS   = $(RUN)/claire.jsonl
+FETCH_ARGS = $(if $(SUBSET),--subset $(SUBSET) )--split $(SPLIT) $(FETCH_FLAGS)
 
 VOCAB   ?= 32000
 VAL_FRACTION ?= 0.005
@@ -55,13 +56,16 @@ GEN_FLAGS ?=
 
 $(CORPUS):
 	@mkdir -p $(@D)
-	$(VESPER_BIN)/vfetch $(if $(SUBSET),--subset $(SUBSET)) --split $(SPLIT) \
-	    $(FETCH_FLAGS) claire > $@.tmp
+	$(VESPER_BIN)/vfetch $(FETCH_ARGS) claire > $@.tmp
 	@mv $@.tmp $@
 
 include $(VESPER_TOP)/pipelines/chain.mk
 
+# A Hugging Face directory (model.safetensors, config.json, tokenizer.json)
+# that transformers loads as LlamaForCausalLM; silu models only.
 .PHONY: export
 export: $(RUN)/hf/config.json
-$(RUN)/hf/config.json: $(RUN)/train.done
-	$(V)vckpt export --hf $(RUN)/hf $(CKPT)/latest
+$(RUN)/tokenizer.json: $(RUN)/tokenizer.bpe
+	$(V)vtokenize export -t $< -o $@
+$(RUN)/hf/config.json: $(RUN)/train.done $(RUN)/tokenizer.json
+	$(V)vckpt export -t $(RUN)/tokenizer.json --hf $(RUN)/hf $(CKPT)/latest

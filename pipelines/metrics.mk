@@ -30,13 +30,18 @@ VESPER_JQ_CHECK = if type != "object" or (.step | type) != "number" or \
 	then error("not a vtrain metrics record") else . end
 VESPER_JQ_TRAIN = $(VESPER_JQ_CHECK) | [.step, .tokens, .loss, .ppl, .lr, \
 	.grad_norm, .tokens_per_s, .elapsed] | map(. // "NaN") | @tsv
+# A run resumed from a checkpoint logs again the steps after it: keep the
+# last record of each step, in step order.
+VESPER_LAST_PER_STEP = sort -s -n -k1,1 | awk -F '\t' \
+	'NR > 1 && $$1 != prev { print line } { prev = $$1; line = $$0 } \
+	END { if (NR) print line }'
 VESPER_JQ_VAL = select(.val_loss != null) | [.step, .tokens, .val_loss, \
 	.val_ppl] | map(. // "NaN") | @tsv
 
 $(PLOTS)/train.tsv: $(METRICS)
 	@mkdir -p $(@D)
 	@sed '$$!b; /}$$/!d' $< | \
-	$(JQ) -r '$(VESPER_JQ_TRAIN)' > $@.tmp 2> $@.err; \
+	$(JQ) -r '$(VESPER_JQ_TRAIN)' 2> $@.err | $(VESPER_LAST_PER_STEP) > $@.tmp; \
 	if [ $$? -ne 0 ] || [ -s $@.err ]; then \
 	    echo "plot: $<: $$(sed 's/^jq: error (at <stdin>:\([0-9]*\)):/line \1:/' $@.err)" >&2; \
 	    rm -f $@.tmp $@.err; exit 1; fi
@@ -45,7 +50,7 @@ $(PLOTS)/train.tsv: $(METRICS)
 
 $(PLOTS)/val.tsv: $(PLOTS)/train.tsv
 	@sed '$$!b; /}$$/!d' $(METRICS) | \
-	$(JQ) -r '$(VESPER_JQ_VAL)' > $@.tmp
+	$(JQ) -r '$(VESPER_JQ_VAL)' | $(VESPER_LAST_PER_STEP) > $@.tmp
 	@mv $@.tmp $@
 
 # gnuplot writes to a temporary name: an interrupted plot leaves no

@@ -66,8 +66,10 @@ frame() {
 	v=
 	[ -s "$tmp/v.tsv" ] && v=$tmp/v.tsv
 	if [ "$(wc -l < "$tmp/t.tsv")" -ge 2 ]; then
-		gnuplot -e "train='$tmp/t.tsv'; val='$v'; out='/dev/stdout'; term='dumb'; color=$color; name='$title'" \
-		    "$here/metrics.gp" 2>/dev/null
+		# Through a file: gnuplot reopening /dev/stdout would write over
+		# the summary when stdout is a file.
+		gnuplot -e "train='$tmp/t.tsv'; val='$v'; out='$tmp/plot.txt'; term='dumb'; color=$color; name='$title'" \
+		    "$here/metrics.gp" 2>/dev/null && cat "$tmp/plot.txt"
 	fi
 }
 
