@@ -83,8 +83,8 @@ shard_header_decode(struct shard_header *h, const unsigned char in[SHARD_HEADER_
 		return v_error(V_ERR_FORMAT, "%s: bad shard header (width %u, vocabulary "
 		    "%u, split %u, flags %#x)", name, h->width, h->vocab, h->split, h->flags);
 	/* Bounds that keep size arithmetic far from overflow. */
-	if (h->pieces > (1ull << 40) || h->tokens > (1ull << 40) ||
-	    h->body_bytes > (1ull << 44))
+	if (h->pieces > (1ull << 32) || h->tokens > (1ull << 32) ||
+	    h->body_bytes > (1ull << 40))
 		return v_error(V_ERR_FORMAT, "%s: implausible shard sizes", name);
 	return V_OK;
 }
@@ -186,11 +186,10 @@ shard_file_load(const char *path, struct shard_data *d)
 		goto fail;
 	struct shard_header *h = &d->h;
 	size_t raw_len = (size_t)(4 * h->pieces + (uint64_t)h->width * h->tokens);
+	/* The body is read and checked before the (possibly large) buffers
+	 * its header asks for are allocated. */
 	body = malloc(h->body_bytes ? h->body_bytes : 1);
-	raw = malloc(raw_len ? raw_len : 1);
-	d->lengths = malloc((h->pieces ? h->pieces : 1) * sizeof *d->lengths);
-	d->ids = malloc((h->tokens ? h->tokens : 1) * sizeof *d->ids);
-	if (body == NULL || raw == NULL || d->lengths == NULL || d->ids == NULL) {
+	if (body == NULL) {
 		err = v_error(V_ERR_NOMEM, "%s: out of memory", path);
 		goto fail;
 	}
@@ -206,6 +205,13 @@ shard_file_load(const char *path, struct shard_data *d)
 	if (want != raw_len) {
 		err = v_error(V_ERR_FORMAT, "%s: compressed body holds %lld bytes, the "
 		    "header implies %zu", path, (long long)want, raw_len);
+		goto fail;
+	}
+	raw = malloc(raw_len ? raw_len : 1);
+	d->lengths = malloc((h->pieces ? h->pieces : 1) * sizeof *d->lengths);
+	d->ids = malloc((h->tokens ? h->tokens : 1) * sizeof *d->ids);
+	if (raw == NULL || d->lengths == NULL || d->ids == NULL) {
+		err = v_error(V_ERR_NOMEM, "%s: out of memory", path);
 		goto fail;
 	}
 	size_t got = ZSTD_decompress(raw, raw_len, body, h->body_bytes);

@@ -279,6 +279,49 @@ main(void)
 	    "naming the file and the id: %s", v_errmsg(err));
 	shard_manifest_free(&m);
 
+	/* Every single-byte change and every truncation of a shard is caught
+	 * (the header and the body each have a checksum). */
+	{
+		unsigned char *orig;
+		long n;
+		const char *good = path2(tmpdir, "good.vsh");
+		v_put_u16(raw + 6, VOCAB - 1);
+		shard_file_write(good, &h, raw, sizeof raw, 3, NULL);
+		is_int(shard_file_load(good, &sd), V_OK, "a good hand-made shard loads");
+		shard_data_free(&sd);
+		FILE *f = fopen(good, "rb");
+		fseek(f, 0, SEEK_END);
+		n = ftell(f);
+		rewind(f);
+		orig = malloc((size_t)n);
+		if (fread(orig, 1, (size_t)n, f) != (size_t)n)
+			abort();
+		fclose(f);
+		char *mut = path2(tmpdir, "mut.vsh");
+		int caught = 0, cut = 0;
+		for (long i = 0; i < n; i++) {
+			for (int bit = 0; bit < 8; bit++) {
+				orig[i] ^= (unsigned char)(1 << bit);
+				f = fopen(mut, "wb");
+				fwrite(orig, 1, (size_t)n, f);
+				fclose(f);
+				orig[i] ^= (unsigned char)(1 << bit);
+				caught += shard_file_load(mut, &sd) != V_OK;
+				shard_data_free(&sd);
+			}
+		}
+		for (long k = 0; k < n; k++) {
+			f = fopen(mut, "wb");
+			fwrite(orig, 1, (size_t)k, f);
+			fclose(f);
+			cut += shard_file_load(mut, &sd) != V_OK;
+			shard_data_free(&sd);
+		}
+		is_int(caught, 8 * n, "all %ld bit flips of a %ld-byte shard are refused", 8 * n, n);
+		is_int(cut, n, "and all %ld truncations", n);
+		free(orig);
+	}
+
 	/* Manifest damage. */
 	FILE *mf = fopen(path2(d3, "manifest.json"), "w");
 	fputs("{\"format\":\"vesper-shards\",\"version\":1,", mf);
