@@ -37,18 +37,38 @@ docs_format_for(const char *name)
 	return DOCS_PARA;
 }
 
+/* The high bit of each byte of an 8-byte word; a word with none is ASCII. */
+#define HIGH_BITS 0x8080808080808080ull
+#define ONES 0x0101010101010101ull
+
+/* Index of the first byte of w (loaded from memory) whose high bit is
+ * set in mask m (m != 0). */
+static size_t
+first_flagged(uint64_t m)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return (size_t)__builtin_ctzll(m) / 8;
+#else
+	return (size_t)__builtin_clzll(m) / 8;
+#endif
+}
+
 size_t
 docs_utf8_check(const unsigned char *s, size_t n)
 {
 	size_t i = 0;
 
 	while (i < n) {
-		/* Runs of ASCII, eight bytes at a time. */
+		/* Skip ASCII eight bytes at a time, then to the first byte that
+		 * is not. */
 		while (i + 8 <= n) {
 			uint64_t w;
 			memcpy(&w, s + i, 8);
-			if (w & 0x8080808080808080ull)
+			uint64_t m = w & HIGH_BITS;
+			if (m != 0) {
+				i += first_flagged(m);
 				break;
+			}
 			i += 8;
 		}
 		if (i >= n)
@@ -61,8 +81,11 @@ docs_utf8_check(const unsigned char *s, size_t n)
 		size_t k;
 		unsigned min;
 		if (c >= 0xC2 && c <= 0xDF) {
-			k = 1;
-			min = 0x80;
+			/* Two bytes, the usual case in French: é, à, ç. */
+			if (i + 1 >= n || (s[i + 1] & 0xC0) != 0x80)
+				return i;
+			i += 2;
+			continue;
 		} else if (c >= 0xE0 && c <= 0xEF) {
 			k = 2;
 			min = 0x800;
@@ -123,8 +146,20 @@ escape(char **e, size_t *ecap, size_t *len, const char *s, size_t n)
 	*o++ = '"';
 	size_t i = 0;
 	while (i < n) {
-		/* Copy the run of bytes that need nothing in one go. */
+		/* Copy the run of bytes that need nothing in one go, testing
+		 * eight at a time for a control character, '"' or '\\' (a
+		 * byte below 0x20, or one that is zero after an exclusive or). */
 		size_t j = i;
+		while (j + 8 <= n) {
+			uint64_t w, q, b;
+			memcpy(&w, s + j, 8);
+			q = w ^ (ONES * '"');
+			b = w ^ (ONES * '\\');
+			if ((((w - ONES * 0x20) & ~w) | ((q - ONES) & ~q) |
+			    ((b - ONES) & ~b)) & HIGH_BITS)
+				break;
+			j += 8;
+		}
 		while (j < n && !needs_escape[(unsigned char)s[j]])
 			j++;
 		memcpy(o, s + i, j - i);

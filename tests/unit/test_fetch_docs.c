@@ -13,6 +13,39 @@
 #include "../../lib/http.h"
 #include "../../lib/verr.h"
 
+/* A plain reference: decode each sequence by its lead byte. */
+static size_t
+ref_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n; ) {
+		unsigned c = s[i], cp, k;
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if ((c & 0xE0) == 0xC0)
+			k = 1, cp = c & 0x1F;
+		else if ((c & 0xF0) == 0xE0)
+			k = 2, cp = c & 0x0F;
+		else if ((c & 0xF8) == 0xF0)
+			k = 3, cp = c & 0x07;
+		else
+			return i;
+		if (i + k >= n)
+			return i;
+		for (unsigned j = 1; j <= k; j++) {
+			if ((s[i + j] & 0xC0) != 0x80)
+				return i;
+			cp = (cp << 6) | (s[i + j] & 0x3F);
+		}
+		static const unsigned min[4] = { 0, 0x80, 0x800, 0x10000 };
+		if (cp < min[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+			return i;
+		i += k + 1;
+	}
+	return n;
+}
+
 static int
 utf8_ok(const char *s, size_t n)
 {
@@ -96,6 +129,54 @@ main(void)
 	    "invalid UTF-8 text is refused");
 	fclose(fp);
 	free(esc);
+
+	/* Random strings: the word-at-a-time paths of the checker and the
+	 * escaper agree with a byte-at-a-time reference and with jansson. */
+	{
+		unsigned seed = 12345;
+		int agree = 1, round = 1;
+		static const unsigned char pool[] = {
+			'a', 'Z', ' ', '"', '\\', '\n', '\t', 0x01, 0x1f, 0x7f,
+			0xc3, 0xa9, 0xe2, 0x82, 0xac, 0xf0, 0x9f, 0x98, 0x80, 0x80,
+			0xbf, 0xc0, 0xed, 0xa0, 0xf4, 0x90, 0xff
+		};
+		for (int t = 0; t < 20000; t++) {
+			unsigned char buf[48];
+			size_t n = (size_t)(rand_r(&seed) % 41);
+			for (size_t i = 0; i < n; i++)
+				buf[i] = (rand_r(&seed) % 3) ? (unsigned char)('a' + rand_r(&seed) % 26)
+				    : pool[rand_r(&seed) % sizeof pool];
+			size_t fast = docs_utf8_check(buf, n), slow = ref_utf8(buf, n);
+			if (fast != slow) {
+				agree = 0;
+				diag("case %d: checker %zu, reference %zu", t, fast, slow);
+				break;
+			}
+			if (fast != n)
+				continue;
+			FILE *f = tmpfile();
+			char *e = NULL, line[512];
+			size_t ec = 0;
+			docs_write(f, "i", "s", (const char *)buf, n, &e, &ec);
+			free(e);
+			rewind(f);
+			if (fgets(line, sizeof line, f) == NULL)
+				abort();
+			fclose(f);
+			json_t *j = json_loads(line, JSON_ALLOW_NUL, &je);
+			json_t *tx = json_object_get(j, "text");
+			if (j == NULL || json_string_length(tx) != n ||
+			    memcmp(json_string_value(tx), buf, n) != 0) {
+				round = 0;
+				diag("case %d does not round-trip: %s", t, line);
+				json_decref(j);
+				break;
+			}
+			json_decref(j);
+		}
+		ok(agree, "the UTF-8 checker agrees with the reference on 20000 random strings");
+		ok(round, "and every valid one round-trips through JSON");
+	}
 
 	/* Splitting does not depend on where the chunks end. */
 	const char text[] =
