@@ -103,30 +103,52 @@ apostrophe_at(const unsigned char *s, size_t n)
 	return 0;
 }
 
+/* Does s[0..n) start with the lowercase ASCII word w (k letters) in either
+ * case, followed by an apostrophe?  The length matched, or 0. */
+static inline size_t
+elided(const unsigned char *s, size_t n, const char *w, size_t k)
+{
+	if (n <= k)
+		return 0;
+	for (size_t i = 0; i < k; i++)
+		if ((s[i] | 0x20) != (unsigned char)w[i])
+			return 0;
+	size_t a = apostrophe_at(s + k, n - k);
+	return a ? k + a : 0;
+}
+
 /* Alternative 1 at s: the length of an elided word with its apostrophe. */
 static size_t
 elision_at(const unsigned char *s, size_t n)
 {
-	static const char *const words[] = {
-		"qu", "jusqu", "lorsqu", "puisqu", "quoiqu", "presqu"
-	};
-	size_t a;
+	size_t m;
 
 	if (n < 2)
 		return 0;
-	if (strchr("cdjlmnst", s[0] | 0x20) && (a = apostrophe_at(s + 1, n - 1)))
-		return 1 + a;
-	for (size_t w = 0; w < sizeof words / sizeof words[0]; w++) {
-		size_t k = strlen(words[w]), i;
-		if (n <= k)
-			continue;
-		for (i = 0; i < k; i++)
-			if ((s[i] | 0x20) != words[w][i] || s[i] < 'A')
-				break;
-		if (i == k && (a = apostrophe_at(s + k, n - k)))
-			return k + a;
+	/* Only 'C' and 'c' give 'c' here, and so for each letter. */
+	switch (s[0] | 0x20) {
+	case 'c': case 'd': case 'm': case 'n': case 's': case 't':
+		m = apostrophe_at(s + 1, n - 1);
+		return m ? 1 + m : 0;
+	case 'j':
+		if ((m = elided(s, n, "j", 1)))
+			return m;
+		return elided(s, n, "jusqu", 5);
+	case 'l':
+		if ((m = elided(s, n, "l", 1)))
+			return m;
+		return elided(s, n, "lorsqu", 6);
+	case 'q':
+		if ((m = elided(s, n, "qu", 2)))
+			return m;
+		return elided(s, n, "quoiqu", 6);
+	case 'p':
+		if ((m = elided(s, n, "puisqu", 6)))
+			return m;
+		return elided(s, n, "presqu", 6);
+	default:
+		return 0;
 	}
-	return 0;
 }
 
 int

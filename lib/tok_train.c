@@ -22,7 +22,7 @@
 #include "verr.h"
 #include "vio.h"
 
-#define BATCH_BYTES ((size_t)32 << 20)
+#define BATCH_BYTES ((size_t)16 << 20)
 
 struct wslot {
 	uint64_t h;		/* 0: empty */
