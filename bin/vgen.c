@@ -834,13 +834,14 @@ run_chat(struct gen *g, FILE *in)
 /* ---- setup ---- */
 
 /* The tokenizer beside a checkpoint: tokenizer.bpe in the checkpoint's
- * directory (or the one holding the .safetensors file), or in its parent,
- * where vtrain's run directory keeps it for all its step-N/ checkpoints. */
+ * directory (or the one holding the .safetensors file), or one or two
+ * levels up, where a pipeline's run directory keeps it for ckpt/step-N/
+ * (pipelines/chain.mk: RUN/tokenizer.bpe, RUN/ckpt/latest). */
 static char *
 find_tokenizer(const char *model)
 {
 	struct stat sb;
-	size_t n = strlen(model) + 32;
+	size_t n = strlen(model) + 40;
 	char *dir = malloc(n), *p = malloc(n);
 	if (dir == NULL || p == NULL)
 		cli_fatal(V_ERR_NOMEM);
@@ -852,8 +853,9 @@ find_tokenizer(const char *model)
 		else
 			snprintf(dir, n, ".");
 	}
-	const char *try[] = { "%s/tokenizer.bpe", "%s/../tokenizer.bpe" };
-	for (int i = 0; i < 2; i++) {
+	const char *try[] = { "%s/tokenizer.bpe", "%s/../tokenizer.bpe",
+	    "%s/../../tokenizer.bpe" };
+	for (int i = 0; i < 3; i++) {
 		snprintf(p, n, try[i], dir);
 		if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
 			free(dir);

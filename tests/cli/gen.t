@@ -14,12 +14,13 @@ GM="$VESPER_SRC/tests/cli/gen-model.py"
 # One merge: the bytes C3 A9 (ids 70+195, 70+169) make "é".
 printf 'vesper-tokenizer 1\nnormalize all\nvocab 327\nmerges 1\n265 239\nend\n' \
     >tok.bpe
-mkdir -p chain rnd run/step-00000001
+mkdir -p chain rnd run/ckpt/step-00000001
 python3 "$GM" chain chain/model.safetensors 327 tok.bpe
 python3 "$GM" random rnd/model.safetensors 327 tok.bpe
 cp tok.bpe chain/tokenizer.bpe
 cp tok.bpe rnd/tokenizer.bpe
-cp chain/model.safetensors run/step-00000001/
+cp chain/model.safetensors run/ckpt/step-00000001/
+ln -s step-00000001 run/ckpt/latest
 cp tok.bpe run/tokenizer.bpe
 printf 'Oui. Zéphyr!' >want
 
@@ -28,8 +29,8 @@ same out want "a known model writes its known answer"
 [ ! -s err ]; ok $? "nothing on stderr"
 printf 'Bonjour :\n' | vgen -m chain >out 2>err
 same out want "the prompt from standard input"
-run 0 vgen -m run/step-00000001 -p 'x :'
-same out want "the tokenizer found in the run directory above the checkpoint"
+run 0 vgen -m run/ckpt/latest -p 'x :'
+same out want "the tokenizer found in the run directory, two levels up"
 run 0 vgen -m chain/model.safetensors -t tok.bpe -p 'x :'
 same out want "a .safetensors file and -t"
 
