@@ -417,7 +417,7 @@ job_pick(struct gen *g, struct job *j)
 	const char *colour = NULL;
 	if (g->colour)
 		colour = p < CONF_LOW ? "\033[31m" : p < 0.7f ? "\033[33m" :
-		    "\033[0m";
+		    NULL;
 	int stop = emit_token(&j->e, b, n, colour);
 	if (g->conf || g->satisfice > 0)
 		conf_token(&j->c, t, b, n, p, h);
@@ -514,6 +514,12 @@ report_end(struct gen *g, struct job *j)
 {
 	if (j->state == JOB_FULL && !g->chat)
 		cli_warn("stopped: the context of %d tokens is full", g->ctx);
+	/* The summary goes on a line of its own on the terminal. */
+	if (g->colour && !g->chat && j->e.text.n > 0 &&
+	    j->e.text.p[j->e.text.n - 1] != '\n') {
+		putchar('\n');
+		fflush(stdout);
+	}
 	if (g->colour)
 		fprintf(stderr, "%s: %d tokens, mean p %.2f, %d low-confidence "
 		    "span%s (red)\n", cli_prog, j->c.n,
@@ -825,6 +831,8 @@ run_chat(struct gen *g, FILE *in)
 		report_end(g, &j);
 		emit_free(&j.e);
 	}
+	if (ch.interactive)
+		putchar('\n');	/* after the ^D that ended the dialogue */
 	free(line);
 	free(ch.turn);
 	sampler_free(&j.smp);
