@@ -176,18 +176,38 @@ emit_free(struct emit *e)
 
 /* A JSON string of raw bytes: valid UTF-8 passes, bytes that are not part
  * of a whole character (a token may end inside one) become U+FFFD. */
+/* The length of the well-formed UTF-8 character at s[0..n) (RFC 3629: no
+ * overlong forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t
+utf8_char(const unsigned char *s, size_t n)
+{
+	unsigned c = s[0];
+	size_t len = c < 0x80 ? 1 : c >= 0xc2 && c < 0xe0 ? 2 :
+	    c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+	if (len == 0 || len > n)
+		return 0;
+	uint32_t cp = len == 1 ? c : c & (0x7f >> len);
+	for (size_t k = 1; k < len; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[k] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp < 0xe000))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
+/* A JSON string of raw bytes: whole characters pass, bytes that are not
+ * part of one (a token may end inside a character) become U+FFFD. */
 static void
 json_bytes(FILE *fp, const unsigned char *s, size_t n)
 {
 	fputc('"', fp);
 	for (size_t i = 0; i < n;) {
 		unsigned c = s[i];
-		size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 :
-		    (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-		int good = len > 0 && i + len <= n;
-		for (size_t k = 1; good && k < len; k++)
-			good = (s[i + k] & 0xc0) == 0x80;
-		if (!good) {
+		size_t len = utf8_char(s + i, n - i);
+		if (len == 0) {
 			fputs("\\ufffd", fp);
 			i++;
 			continue;

@@ -97,8 +97,10 @@ sampler_free(struct sampler *s)
 }
 
 /* Candidates in decreasing score, ties broken by the smaller id, so that
- * the order (and so the draw) never depends on qsort's whims. */
-static const float *cmp_score;
+ * the order (and so the draw) never depends on qsort's whims.  C11's qsort
+ * passes no context, hence the scores through a file-level pointer (one
+ * per thread, so samplers on different threads do not meet). */
+static _Thread_local const float *cmp_score;
 
 static int
 cmp_desc(const void *a, const void *b)
