@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <openssl/evp.h>
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "tok_impl.h"
@@ -446,12 +447,19 @@ tok_utf8_complete(const unsigned char *buf, size_t len)
 }
 
 /* Encoding state. */
+/* One cache entry is half a cache line and, for the usual word (at most
+ * CACHE_INLINE bytes, one token), holds everything a hit needs: a hit then
+ * costs one memory access instead of three. */
+#define CACHE_INLINE 16
 struct cache_slot {
 	uint64_t h;		/* 0: empty */
-	uint32_t piece;		/* offset of the bytes in the arena */
-	uint32_t ids;		/* offset of the ids in the id arena */
 	uint16_t len;		/* bytes */
 	uint16_t nids;
+	uint32_t ids;		/* the id when nids == 1, else an offset in id_arena */
+	union {
+		unsigned char b[CACHE_INLINE];	/* the bytes, len <= CACHE_INLINE */
+		uint32_t off;			/* else their offset in arena */
+	} piece;
 };
 
 struct tok_enc {
@@ -546,15 +554,24 @@ cache_put(struct tok_enc *e, uint64_t h, const char *p, size_t len,
 		i = (i + 1) & e->mask;
 	struct cache_slot *s = &e->slot[i];
 	s->h = h;
-	s->piece = (uint32_t)e->arena.n;
-	s->ids = (uint32_t)e->id_arena.n;
 	s->len = (uint16_t)len;
 	s->nids = (uint16_t)n;
-	if ((err = tok_buf_put(&e->arena, p, len)) ||
-	    (err = ids_reserve(&e->id_arena, n)))
-		return err;
-	memcpy(e->id_arena.v + e->id_arena.n, ids, n * sizeof *ids);
-	e->id_arena.n += n;
+	if (len <= CACHE_INLINE) {
+		memcpy(s->piece.b, p, len);
+	} else {
+		s->piece.off = (uint32_t)e->arena.n;
+		if ((err = tok_buf_put(&e->arena, p, len)))
+			return err;
+	}
+	if (n == 1) {
+		s->ids = ids[0];
+	} else {
+		s->ids = (uint32_t)e->id_arena.n;
+		if ((err = ids_reserve(&e->id_arena, n)))
+			return err;
+		memcpy(e->id_arena.v + e->id_arena.n, ids, n * sizeof *ids);
+		e->id_arena.n += n;
+	}
 	e->used++;
 	return V_OK;
 }
@@ -743,11 +760,15 @@ enc_piece(void *arg, const char *p, size_t len)
 		if (s->h == 0)
 			break;
 		if (s->h == h && s->len == len &&
-		    memcmp(e->arena.p + s->piece, p, len) == 0) {
+		    memcmp(len <= CACHE_INLINE ? s->piece.b :
+		    (const unsigned char *)e->arena.p + s->piece.off, p, len) == 0) {
 			if ((err = ids_reserve(out, s->nids)))
 				return err;
-			memcpy(out->v + out->n, e->id_arena.v + s->ids,
-			    s->nids * sizeof *out->v);
+			if (s->nids == 1)
+				out->v[out->n] = s->ids;
+			else
+				memcpy(out->v + out->n, e->id_arena.v + s->ids,
+				    s->nids * sizeof *out->v);
 			out->n += s->nids;
 			return V_OK;
 		}

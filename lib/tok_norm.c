@@ -259,7 +259,7 @@ pass_unicode(unsigned steps, const unsigned char *s, size_t n,
 		size_t l = tok_utf8_next(s + i, n - i, &cp);
 		if (cp == UINT32_MAX) {
 			invalid = 1;
-			if (st)
+			if (st && (steps & TOK_NORM_UTF8))
 				st->invalid++;
 		} else if ((steps & TOK_NORM_NFC) && !nfc_stable(cp)) {
 			unstable = 1;
@@ -322,46 +322,56 @@ ascii_plain(unsigned c)
 }
 
 /* Pass 2: the per-character mappings.  Sets *quotes when « or » was
- * written and *brackets when "[speaker" may need rewriting. */
+ * written and *brackets when "[speaker" may need rewriting.  With check
+ * set it is the first pass over raw text: it stops with PASS_RETRY at the
+ * first character that pass 1 would change, so that clean text is read
+ * once.  The output is never longer than the input. */
+#define PASS_RETRY 1
 static int
 pass_map(unsigned steps, const unsigned char *s, size_t n, struct tok_buf *out,
-    struct tok_stats *st, int *quotes, int *brackets)
+    struct tok_stats *st, int *quotes, int *brackets, int check)
 {
 	int err = tok_buf_grow(out, n + 16);
 	size_t i = 0;
 
 	if (err)
 		return err;
+	unsigned char *o = (unsigned char *)out->p + out->n;
 	while (i < n) {
 		/* A run of plain ASCII. */
 		size_t j = i;
-		while (j < n && ascii_plain(s[j]))
-			j++;
-		if (j > i) {
-			if ((err = tok_buf_put(out, s + i, j - i)))
-				return err;
-			if (!*brackets && memchr(s + i, '[', j - i))
+		while (j < n && ascii_plain(s[j])) {
+			if (s[j] == '[')
 				*brackets = 1;
+			j++;
+		}
+		if (j > i) {
+			memcpy(o, s + i, j - i);
+			o += j - i;
 			i = j;
 			if (i == n)
 				break;
 		}
-		unsigned char o[8];
-		size_t on = 0;
 		uint32_t cp;
 		size_t l = tok_utf8_next(s + i, n - i, &cp);
 		if (cp == UINT32_MAX) {
-			/* Only when the utf8 step is off: the bytes stay. */
-			if ((err = tok_buf_put(out, s + i, l)))
-				return err;
+			if (check && (steps & TOK_NORM_UTF8))
+				return PASS_RETRY;
+			/* The utf8 step is off: the bytes stay. */
+			if (st)
+				st->invalid++;
+			memcpy(o, s + i, l);
+			o += l;
 			i += l;
 			continue;
 		}
+		if (check && (steps & TOK_NORM_NFC) && !nfc_stable(cp))
+			return PASS_RETRY;
 		if ((steps & TOK_NORM_NEWLINES) &&
 		    (cp == '\r' || cp == 0x85 || cp == 0x2028 || cp == 0x2029)) {
 			if (cp == '\r' && i + 1 < n && s[i + 1] == '\n')
 				l = 2;
-			o[on++] = '\n';
+			*o++ = '\n';
 		} else if ((steps & TOK_NORM_CONTROLS) && cp != '\r' &&
 		    (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))) {
 			if (st)
@@ -374,32 +384,32 @@ pass_map(unsigned steps, const unsigned char *s, size_t n, struct tok_buf *out,
 			static const char *const lig[] = {
 				"ff", "fi", "fl", "ffi", "ffl", "st", "st"
 			};
-			on = strlen(lig[cp - 0xFB00]);
-			memcpy(o, lig[cp - 0xFB00], on);
+			size_t k = strlen(lig[cp - 0xFB00]);
+			memcpy(o, lig[cp - 0xFB00], k);
+			o += k;
 		} else if ((steps & TOK_NORM_APOSTROPHES) && (cp == 0x2018 ||
 		    cp == 0x2019 || cp == 0x201B || cp == 0x02BC || cp == 0x2032 ||
 		    cp == 0xFF07)) {
-			o[on++] = '\'';
+			*o++ = '\'';
 		} else if ((steps & TOK_NORM_SPACES) && (cp == 0xA0 || cp == 0x2007 ||
 		    cp == 0x2009 || cp == 0x200A || cp == 0x202F)) {
-			o[on++] = ' ';
+			*o++ = ' ';
 		} else if ((steps & TOK_NORM_DASHES) && (cp == 0x2010 || cp == 0x2011 ||
 		    cp == 0x2212 || cp == 0xFE63 || cp == 0xFF0D)) {
-			o[on++] = '-';
+			*o++ = '-';
 		} else if ((steps & TOK_NORM_DASHES) && cp == 0x2015) {
-			on = utf8_put(o, 0x2014);
+			o += utf8_put(o, 0x2014);
 		} else if ((steps & TOK_NORM_DASHES) && cp == 0x2012) {
-			on = utf8_put(o, 0x2013);
+			o += utf8_put(o, 0x2013);
 		} else {
 			if (cp == 0xAB || cp == 0xBB)
 				*quotes = 1;
 			memcpy(o, s + i, l);
-			on = l;
+			o += l;
 		}
-		if (on && (err = tok_buf_put(out, o, on)))
-			return err;
 		i += l;
 	}
+	out->n = (size_t)(o - (unsigned char *)out->p);
 	return V_OK;
 }
 
@@ -508,18 +518,30 @@ tok_normalize(unsigned steps, const char *text, size_t len,
     struct tok_buf *out, struct tok_stats *st)
 {
 	struct tok_buf tmp = { 0 };
+	struct tok_stats local = { 0 };
 	const unsigned char *s = (const unsigned char *)text;
 	size_t from = out->n;
-	int err = V_OK, quotes = 0, brackets = 0;
+	int err, quotes = 0, brackets = 0;
 
 	if (st)
 		st->bytes_in += len;
-	if (pass_unicode(steps, s, len, &tmp, st, &err)) {
-		s = (const unsigned char *)tmp.p;
-		len = tmp.n;
+	err = pass_map(steps, s, len, out, &local, &quotes, &brackets, 1);
+	if (err == PASS_RETRY) {
+		/* Ill-formed or not in NFC: pass 1 first, and start again. */
+		out->n = from;
+		quotes = brackets = 0;
+		memset(&local, 0, sizeof local);
+		if (pass_unicode(steps, s, len, &tmp, &local, &err)) {
+			s = (const unsigned char *)tmp.p;
+			len = tmp.n;
+		}
+		if (!err)
+			err = pass_map(steps, s, len, out, &local, &quotes, &brackets, 0);
 	}
-	if (!err)
-		err = pass_map(steps, s, len, out, st, &quotes, &brackets);
+	if (st) {
+		st->invalid += local.invalid;
+		st->removed += local.removed;
+	}
 	if (!err && (steps & TOK_NORM_QUOTES) && quotes)
 		err = pass_quotes(out, from, &tmp);
 	if (!err && (steps & TOK_NORM_SPEAKERS) && brackets)
