@@ -265,6 +265,203 @@ fail:
 	return err;
 }
 
+/* The streaming check of a decompressed body: piece lengths, then ids. */
+struct body_check {
+	const struct shard_header *h;
+	uint64_t pos;		/* decompressed bytes seen */
+	uint64_t sum;		/* of the piece lengths */
+	uint64_t bad_at;	/* index of the first id beyond the vocabulary + 1 */
+	uint32_t bad_id;
+	unsigned char carry[4];
+	size_t ncarry;
+};
+
+static void
+check_unit(struct body_check *c, const unsigned char *u, size_t unit)
+{
+	uint64_t lbytes = 4 * c->h->pieces;
+
+	if (c->pos < lbytes) {
+		c->sum += v_get_u32(u);
+	} else {
+		uint32_t id = unit == 2 ? v_get_u16(u) : v_get_u32(u);
+		if (id >= c->h->vocab && c->bad_at == 0) {
+			c->bad_at = (c->pos - lbytes) / unit + 1;
+			c->bad_id = id;
+		}
+	}
+	c->pos += unit;
+}
+
+static void
+check_bytes(struct body_check *c, const unsigned char *p, size_t n)
+{
+	const uint64_t lbytes = 4 * c->h->pieces;
+
+	while (n > 0) {
+		size_t unit = c->pos < lbytes ? 4 : c->h->width;
+		if (c->ncarry > 0 || n < unit) {
+			size_t k = unit - c->ncarry < n ? unit - c->ncarry : n;
+			memcpy(c->carry + c->ncarry, p, k);
+			c->ncarry += k;
+			p += k;
+			n -= k;
+			if (c->ncarry == unit) {
+				check_unit(c, c->carry, unit);
+				c->ncarry = 0;
+			}
+			continue;
+		}
+		/* Whole units straight from the buffer, up to the end of the
+		 * region (lengths are 4-aligned, so ids start on a unit). */
+		uint64_t region_left = c->pos < lbytes ? lbytes - c->pos : UINT64_MAX;
+		size_t units = n / unit;
+		if ((uint64_t)units * unit > region_left)
+			units = (size_t)(region_left / unit);
+		if (c->pos >= lbytes && unit == 2 && c->bad_at == 0) {
+			/* The common case, without a branch a token. */
+			uint32_t mx = 0;
+			for (size_t i = 0; i < units; i++) {
+				uint32_t id = v_get_u16(p + 2 * i);
+				mx = id > mx ? id : mx;
+			}
+			if (mx >= c->h->vocab) {
+				for (size_t i = 0; i < units; i++)
+					check_unit(c, p + 2 * i, 2);
+			} else {
+				c->pos += 2 * (uint64_t)units;
+			}
+		} else {
+			for (size_t i = 0; i < units; i++)
+				check_unit(c, p + unit * i, unit);
+		}
+		p += units * unit;
+		n -= units * unit;
+	}
+}
+
+int
+shard_file_verify(const char *path, struct shard_header *h)
+{
+	FILE *fp = fopen(path, "rb");
+	ZSTD_DCtx *dc = NULL;
+	XXH3_state_t *xs = NULL;
+	unsigned char *in = NULL, *out = NULL;
+	const size_t inlen = ZSTD_DStreamInSize(), outlen = ZSTD_DStreamOutSize();
+	struct body_check c;
+	uint64_t fsize, left;
+	size_t zr = 1;
+	int err;
+
+	if (fp == NULL)
+		return v_error_errno(errno == ENOENT ? V_ERR_NOTFOUND : V_ERR_IO, "%s", path);
+	if ((err = read_header_fp(fp, path, h, &fsize)))
+		goto done;
+	dc = ZSTD_createDCtx();
+	xs = XXH3_createState();
+	in = malloc(inlen);
+	out = malloc(outlen);
+	if (dc == NULL || xs == NULL || in == NULL || out == NULL) {
+		err = v_error(V_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	XXH3_64bits_reset(xs);
+	memset(&c, 0, sizeof c);
+	c.h = h;
+	const uint64_t raw_len = 4 * h->pieces + (uint64_t)h->width * h->tokens;
+	int first = 1;
+	/* A decompression failure is reported only after the whole body is
+	 * hashed: damage is then named as what it is, a checksum mismatch. */
+	int zerr = V_OK;
+	char zmsg[256] = "";
+	for (left = h->body_bytes; left > 0; ) {
+		size_t k = left < inlen ? (size_t)left : inlen;
+		if ((err = v_read_exact(fp, in, k, path)))
+			goto done;
+		left -= k;
+		XXH3_64bits_update(xs, in, k);
+		if (zerr)
+			continue;
+		if (first) {
+			first = 0;
+			unsigned long long want = ZSTD_getFrameContentSize(in, k);
+			if (want != raw_len) {
+				zerr = V_ERR_FORMAT;
+				snprintf(zmsg, sizeof zmsg, "compressed body holds %lld bytes, "
+				    "the header implies %llu", (long long)want,
+				    (unsigned long long)raw_len);
+				continue;
+			}
+		}
+		ZSTD_inBuffer ib = { in, k, 0 };
+		while (ib.pos < ib.size && !zerr) {
+			if (zr == 0) {
+				zerr = V_ERR_FORMAT;
+				snprintf(zmsg, sizeof zmsg, "bytes after the compressed body");
+				break;
+			}
+			ZSTD_outBuffer ob = { out, outlen, 0 };
+			zr = ZSTD_decompressStream(dc, &ob, &ib);
+			if (ZSTD_isError(zr)) {
+				zerr = V_ERR_FORMAT;
+				snprintf(zmsg, sizeof zmsg, "cannot decompress the body: %s",
+				    ZSTD_getErrorName(zr));
+			} else if (c.pos + ob.pos > raw_len) {
+				zerr = V_ERR_FORMAT;
+				snprintf(zmsg, sizeof zmsg, "the body is longer than its header says");
+			} else {
+				check_bytes(&c, out, ob.pos);
+			}
+		}
+	}
+	/* Output still held inside zstd. */
+	while (!zerr && zr != 0) {
+		ZSTD_inBuffer ib = { in, 0, 0 };
+		ZSTD_outBuffer ob = { out, outlen, 0 };
+		zr = ZSTD_decompressStream(dc, &ob, &ib);
+		if (ZSTD_isError(zr) || (ob.pos == 0 && zr != 0)) {
+			zerr = V_ERR_FORMAT;
+			snprintf(zmsg, sizeof zmsg, "the compressed body is cut short");
+		} else if (c.pos + ob.pos > raw_len) {
+			zerr = V_ERR_FORMAT;
+			snprintf(zmsg, sizeof zmsg, "the body is longer than its header says");
+		} else {
+			check_bytes(&c, out, ob.pos);
+		}
+	}
+	if (XXH3_64bits_digest(xs) != h->body_xxh3) {
+		err = v_error(V_ERR_CHECKSUM, "%s: shard body checksum mismatch (the file "
+		    "is corrupt)", path);
+		goto done;
+	}
+	if (zerr) {
+		err = v_error(zerr, "%s: %s", path, zmsg);
+		goto done;
+	}
+	if (c.pos != raw_len) {
+		err = v_error(V_ERR_FORMAT, "%s: the body holds %llu bytes, the header "
+		    "implies %llu", path, (unsigned long long)c.pos,
+		    (unsigned long long)raw_len);
+		goto done;
+	}
+	if (c.sum != h->tokens) {
+		err = v_error(V_ERR_FORMAT, "%s: piece lengths sum to %llu tokens, the "
+		    "header says %llu", path, (unsigned long long)c.sum,
+		    (unsigned long long)h->tokens);
+		goto done;
+	}
+	if (c.bad_at != 0)
+		err = v_error(V_ERR_RANGE, "%s: token %llu: id %u beyond vocabulary %u",
+		    path, (unsigned long long)(c.bad_at - 1), c.bad_id, h->vocab);
+done:
+	ZSTD_freeDCtx(dc);
+	XXH3_freeState(xs);
+	free(in);
+	free(out);
+	fclose(fp);
+	return err;
+}
+
 void
 shard_data_free(struct shard_data *d)
 {
@@ -620,20 +817,23 @@ verify_splits(const char *dir, struct shard_manifest *m)
 		int open_doc = 0;
 		for (size_t i = 0; i < m->split[sp].n; i++) {
 			char *path = shard_path(dir, m->split[sp].shards[i].file);
-			struct shard_data d;
+			struct shard_header h;
 			if (path == NULL)
 				return v_error(V_ERR_NOMEM, "out of memory");
-			err = shard_file_load(path, &d);
+			/* The manifest is compared first: a shard from another
+			 * directory is named as such, not as corrupt. */
+			err = shard_file_header(path, &h);
 			if (err == V_OK)
-				err = shard_check_entry(m, sp, i, &d.h, path);
-			if (err == V_OK && ((d.h.flags & SHARD_F_CONT_FIRST) != 0) != open_doc)
+				err = shard_check_entry(m, sp, i, &h, path);
+			if (err == V_OK)
+				err = shard_file_verify(path, &h);
+			if (err == V_OK && ((h.flags & SHARD_F_CONT_FIRST) != 0) != open_doc)
 				err = v_error(V_ERR_MISMATCH, "%s: continuation flags disagree "
 				    "with the previous shard", path);
 			if (err == V_OK) {
-				docs += d.h.pieces - ((d.h.flags & SHARD_F_CONT_FIRST) ? 1 : 0);
-				open_doc = (d.h.flags & SHARD_F_CONT_LAST) != 0;
+				docs += h.pieces - ((h.flags & SHARD_F_CONT_FIRST) ? 1 : 0);
+				open_doc = (h.flags & SHARD_F_CONT_LAST) != 0;
 			}
-			shard_data_free(&d);
 			free(path);
 			if (err)
 				return err;

@@ -63,6 +63,10 @@ struct shard_data {
  * token count, every id below the vocabulary) and decode the shard at
  * path. */
 int shard_file_load(const char *path, struct shard_data *d);
+/* The checks of shard_file_load without keeping the data: the body is
+ * hashed and decompressed as a stream, in constant memory; h receives the
+ * header. */
+int shard_file_verify(const char *path, struct shard_header *h);
 /* Read and check only the header (and that the file size matches it). */
 int shard_file_header(const char *path, struct shard_header *h);
 void shard_data_free(struct shard_data *d);

@@ -277,6 +277,10 @@ main(void)
 	is_int(err, V_ERR_RANGE, "an id beyond the vocabulary is refused");
 	ok(strstr(v_errmsg(err), "bad.vsh") != NULL && strstr(v_errmsg(err), "5000"),
 	    "naming the file and the id: %s", v_errmsg(err));
+	err = shard_file_verify(bad, &h);
+	is_int(err, V_ERR_RANGE, "the streaming check refuses it too");
+	ok(strstr(v_errmsg(err), "token 1: id 5000") != NULL, "at the same place: %s",
+	    v_errmsg(err));
 	shard_manifest_free(&m);
 
 	/* Every single-byte change and every truncation of a shard is caught
@@ -298,7 +302,8 @@ main(void)
 			abort();
 		fclose(f);
 		char *mut = path2(tmpdir, "mut.vsh");
-		int caught = 0, cut = 0;
+		int caught = 0, cut = 0, vcaught = 0, vcut = 0;
+		struct shard_header vh;
 		for (long i = 0; i < n; i++) {
 			for (int bit = 0; bit < 8; bit++) {
 				orig[i] ^= (unsigned char)(1 << bit);
@@ -308,6 +313,7 @@ main(void)
 				orig[i] ^= (unsigned char)(1 << bit);
 				caught += shard_file_load(mut, &sd) != V_OK;
 				shard_data_free(&sd);
+				vcaught += shard_file_verify(mut, &vh) != V_OK;
 			}
 		}
 		for (long k = 0; k < n; k++) {
@@ -316,9 +322,13 @@ main(void)
 			fclose(f);
 			cut += shard_file_load(mut, &sd) != V_OK;
 			shard_data_free(&sd);
+			vcut += shard_file_verify(mut, &vh) != V_OK;
 		}
 		is_int(caught, 8 * n, "all %ld bit flips of a %ld-byte shard are refused", 8 * n, n);
 		is_int(cut, n, "and all %ld truncations", n);
+		is_int(vcaught, 8 * n, "the streaming check refuses every bit flip too");
+		is_int(vcut, n, "and every truncation");
+		is_int(shard_file_verify(good, &vh), V_OK, "and passes the good shard");
 		free(orig);
 	}
 
