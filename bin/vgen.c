@@ -845,6 +845,8 @@ run_chat(struct gen *g, FILE *in)
 		}
 		ch.s = j.s;
 		emit_finish(&j.e);
+		if (j.e.err)
+			cli_fatal(j.e.err);
 		if (putchar('\n') == EOF || fflush(stdout) != 0)
 			cli_fatal(v_error_errno(V_ERR_IO, "standard output"));
 		conf_finish(&j.c, job_why[j.state]);
