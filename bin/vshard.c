@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "../lib/shard.h"
@@ -242,9 +243,12 @@ cmd_write(int argc, char **argv)
 		{ "no-shuffle", no_argument, NULL, 'n' },
 		{ "level", required_argument, NULL, 'l' },
 		{ "progress", no_argument, NULL, 'P' },
+		{ "threads", required_argument, NULL, 'T' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct shard_write_opts o = { 1u << 24, 0.01, 1, 1, 3 };
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	struct shard_write_opts o = { 1u << 24, 0.01, 1, 1, 3,
+	    ncpu < 1 ? 1 : ncpu > 8 ? 8 : (int)ncpu };
 	const char *dir = NULL, *in = "-";
 	int c, pmode = V_PROGRESS_AUTO;
 
@@ -273,6 +277,9 @@ cmd_write(int argc, char **argv)
 		case 'P':
 			pmode = V_PROGRESS_ON;
 			break;
+		case 'T':
+			o.threads = (int)cli_int("--threads", optarg, 0, 64);
+			break;
 		default:
 			cli_usage();
 		}
@@ -293,6 +300,7 @@ cmd_write(int argc, char **argv)
 
 	if (err)
 		cli_fatal(err);
+	setvbuf(fp, NULL, _IOFBF, 1 << 20);
 	if ((err = ts_reader_open(&r, fp, name)))
 		cli_fatal(err);
 	v_progress_init(&prog, stderr, pmode, "shard", "tokens", V_UNIT_ITEMS, 0);
@@ -316,7 +324,8 @@ main(int argc, char **argv)
 {
 	cli_init("vshard",
 	"vshard [-h] [--shard-tokens n] [--val-fraction f] [--seed n]\n"
-	"[--no-shuffle] [--level n] [--progress] -o dir [file]\n"
+	"[--no-shuffle] [--level n] [--threads n] [--progress] -o dir\n"
+	"[file]\n"
 	"vshard verify [-h] dir\n"
 	"vshard cat [-h] [--split train | val | all] dir\n"
 	"vshard stats [-h] [--format text | json] dir");

@@ -91,40 +91,72 @@ shard_header_decode(struct shard_header *h, const unsigned char in[SHARD_HEADER_
 
 int
 shard_file_write(const char *path, struct shard_header *h, const void *raw,
-    size_t raw_len, int level, void *zctx)
+    size_t raw_len, int level, int threads, void *zctx)
 {
 	ZSTD_CCtx *cc = zctx ? zctx : ZSTD_createCCtx();
-	size_t bound = ZSTD_compressBound(raw_len);
-	unsigned char *out = malloc(SHARD_HEADER_SIZE + bound);
+	const size_t outlen = ZSTD_CStreamOutSize();
+	unsigned char *out = malloc(outlen);
+	unsigned char hdr[SHARD_HEADER_SIZE];
+	XXH3_state_t *xs = XXH3_createState();
 	struct v_atomic a;
-	int err;
+	int err, opened = 0;
 
-	if (cc == NULL || out == NULL) {
+	if (cc == NULL || out == NULL || xs == NULL) {
 		err = v_error(V_ERR_NOMEM, "%s: out of memory", path);
 		goto done;
 	}
 	ZSTD_CCtx_reset(cc, ZSTD_reset_session_and_parameters);
 	ZSTD_CCtx_setParameter(cc, ZSTD_c_compressionLevel, level);
 	ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+	if (threads > 0) {
+		size_t r = ZSTD_CCtx_setParameter(cc, ZSTD_c_nbWorkers, threads);
+		if (ZSTD_isError(r)) {
+			err = v_error(V_ERR_UNSUPPORTED, "%s: this libzstd cannot use "
+			    "threads (%s)", path, ZSTD_getErrorName(r));
+			goto done;
+		}
+	}
 	ZSTD_CCtx_setPledgedSrcSize(cc, raw_len);
-	size_t z = ZSTD_compress2(cc, out + SHARD_HEADER_SIZE, bound, raw, raw_len);
-	if (ZSTD_isError(z)) {
-		err = v_error(V_ERR_IO, "%s: zstd: %s", path, ZSTD_getErrorName(z));
+	XXH3_64bits_reset(xs);
+	if ((err = v_atomic_open(&a, path)))
+		goto done;
+	opened = 1;
+	/* The body streams out behind a placeholder header, which is
+	 * rewritten once the body's size and hash are known. */
+	memset(hdr, 0, sizeof hdr);
+	if ((err = v_write_all(a.fp, hdr, sizeof hdr, path)))
+		goto done;
+	ZSTD_inBuffer ib = { raw, raw_len, 0 };
+	uint64_t body = 0;
+	size_t r;
+	do {
+		ZSTD_outBuffer ob = { out, outlen, 0 };
+		r = ZSTD_compressStream2(cc, &ob, &ib, ZSTD_e_end);
+		if (ZSTD_isError(r)) {
+			err = v_error(V_ERR_IO, "%s: zstd: %s", path, ZSTD_getErrorName(r));
+			goto done;
+		}
+		if ((err = v_write_all(a.fp, out, ob.pos, path)))
+			goto done;
+		XXH3_64bits_update(xs, out, ob.pos);
+		body += ob.pos;
+	} while (r != 0);
+	h->body_bytes = body;
+	h->body_xxh3 = XXH3_64bits_digest(xs);
+	shard_header_encode(h, hdr);
+	if (fseek(a.fp, 0, SEEK_SET) != 0) {
+		err = v_error_errno(V_ERR_IO, "%s: seek", path);
 		goto done;
 	}
-	h->body_bytes = z;
-	h->body_xxh3 = XXH3_64bits(out + SHARD_HEADER_SIZE, z);
-	shard_header_encode(h, out);
-	err = v_atomic_open(&a, path);
-	if (err)
+	if ((err = v_write_all(a.fp, hdr, sizeof hdr, path)))
 		goto done;
-	err = v_write_all(a.fp, out, SHARD_HEADER_SIZE + z, path);
-	if (err == V_OK)
-		err = v_atomic_commit(&a);
-	else
-		v_atomic_abort(&a);
+	opened = 0;
+	err = v_atomic_commit(&a);
 done:
+	if (opened)
+		v_atomic_abort(&a);
 	free(out);
+	XXH3_freeState(xs);
 	if (zctx == NULL)
 		ZSTD_freeCCtx(cc);
 	return err;

@@ -47,10 +47,11 @@ int shard_header_decode(struct shard_header *h,
 
 /* Write a shard file atomically at path: the header (body_bytes and
  * body_xxh3 are filled in here) and body = the packed, uncompressed
- * lengths-then-ids of raw_len bytes, compressed at zstd level.  zctx may be
- * NULL or a ZSTD_CCtx to reuse. */
+ * lengths-then-ids of raw_len bytes, compressed at zstd level by threads
+ * worker threads (0: in the calling thread; any count >= 1 gives the same
+ * bytes).  zctx may be NULL or a ZSTD_CCtx to reuse. */
 int shard_file_write(const char *path, struct shard_header *h,
-    const void *raw, size_t raw_len, int level, void *zctx);
+    const void *raw, size_t raw_len, int level, int threads, void *zctx);
 
 /* A loaded shard: lengths[pieces], ids[tokens]. */
 struct shard_data {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <zstd.h>
@@ -57,14 +58,13 @@ grow(void **p, size_t *cap, size_t need, size_t elem)
 /* The shards of one split being written. */
 struct split_out {
 	const char *dir;
-	int split, width, level;
+	int split, width, level, threads;
 	uint64_t shard_tokens;
 	struct shard_header proto;	/* vocab, width, tokenizer */
 	uint32_t *lengths;
-	size_t npieces, lcap;
-	unsigned char *ids;		/* packed at width */
+	const unsigned char **src;	/* piece i: lengths[i] ids at src[i] */
+	size_t npieces, lcap, scap;
 	uint64_t ntok;
-	size_t icap;
 	unsigned char *raw;
 	size_t rcap;
 	uint32_t flags;			/* SHARD_F_CONT_FIRST for the current shard */
@@ -88,10 +88,15 @@ flush_shard(struct split_out *s, int cont_last)
 	s->raw = r;
 	if (err)
 		return err;
-	for (size_t i = 0; i < s->npieces; i++)
+	/* The ids are copied once, from the stream's buffer into the body. */
+	unsigned char *q = s->raw + 4 * s->npieces;
+	for (size_t i = 0; i < s->npieces; i++) {
+		size_t k = (size_t)s->lengths[i] * (size_t)s->width;
 		v_put_u32(s->raw + 4 * i, s->lengths[i]);
-	if (s->ntok > 0)
-		memcpy(s->raw + 4 * s->npieces, s->ids, s->ntok * (size_t)s->width);
+		if (k > 0)
+			memcpy(q, s->src[i], k);
+		q += k;
+	}
 
 	struct shard_header h = s->proto;
 	h.flags = s->flags | (cont_last ? SHARD_F_CONT_LAST : 0);
@@ -103,7 +108,7 @@ flush_shard(struct split_out *s, int cont_last)
 	char *path = shard_path(s->dir, name);
 	if (path == NULL)
 		return v_error(V_ERR_NOMEM, "out of memory");
-	err = shard_file_write(path, &h, s->raw, raw_len, s->level, s->zc);
+	err = shard_file_write(path, &h, s->raw, raw_len, s->level, s->threads, s->zc);
 	free(path);
 	if (err)
 		return err;
@@ -145,15 +150,13 @@ add_doc(struct split_out *s, const unsigned char *ids, uint64_t n)
 		s->lengths = p;
 		if (err)
 			return err;
-		p = s->ids;
-		err = grow(&p, &s->icap, (size_t)(s->ntok + take) * (size_t)s->width, 1);
-		s->ids = p;
+		p = (void *)s->src;
+		err = grow(&p, &s->scap, s->npieces + 1, sizeof *s->src);
+		s->src = p;
 		if (err)
 			return err;
+		s->src[s->npieces] = ids;
 		s->lengths[s->npieces++] = (uint32_t)take;
-		if (take > 0)
-			memcpy(s->ids + s->ntok * (size_t)s->width, ids,
-			    (size_t)take * (size_t)s->width);
 		s->ntok += take;
 		ids += take * (size_t)s->width;
 		n -= take;
@@ -167,11 +170,12 @@ static void
 split_out_free(struct split_out *s)
 {
 	free(s->lengths);
-	free(s->ids);
+	free((void *)s->src);
 	free(s->raw);
 	ZSTD_freeCCtx(s->zc);
 	s->lengths = NULL;
-	s->ids = s->raw = NULL;
+	s->src = NULL;
+	s->raw = NULL;
 	s->zc = NULL;
 }
 
@@ -283,7 +287,17 @@ shard_write_dir(const char *dir, struct ts_reader *in, const struct shard_write_
 	if ((err = sweep(dir, NULL)))
 		return err;
 
-	void *p = off;
+	/* A file's size bounds the id bytes it holds: one allocation, no
+	 * copies as the buffer grows. */
+	struct stat st;
+	void *p = NULL;
+	if (fstat(fileno(in->fp), &st) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_size > TS_HEADER_SIZE) {
+		if ((err = grow(&p, &dcap, (size_t)st.st_size, 1)))
+			goto done;
+		data = p;
+	}
+	p = off;
 	if ((err = grow(&p, &ocap, 1, sizeof *off)))
 		goto done;
 	off = p;
@@ -328,9 +342,9 @@ shard_write_dir(const char *dir, struct ts_reader *in, const struct shard_write_
 	}
 	for (size_t i = 0; i < ndocs; i++)
 		order[i] = i;
-	uint64_t st = o->seed;
+	uint64_t rng = o->seed;
 	for (size_t i = ndocs; i > 1; i--) {
-		size_t j = (size_t)rng_below(&st, i);
+		size_t j = (size_t)rng_below(&rng, i);
 		uint64_t t = order[i - 1];
 		order[i - 1] = order[j];
 		order[j] = t;
@@ -351,6 +365,7 @@ shard_write_dir(const char *dir, struct ts_reader *in, const struct shard_write_
 		s->split = sp;
 		s->width = width;
 		s->level = o->level;
+		s->threads = o->threads;
 		s->shard_tokens = o->shard_tokens;
 		s->proto.vocab = in->vocab;
 		s->proto.width = (uint16_t)width;

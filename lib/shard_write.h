@@ -21,6 +21,7 @@ struct shard_write_opts {
 	uint64_t seed;
 	int shuffle;		/* document-level shuffle */
 	int level;		/* zstd level */
+	int threads;		/* zstd worker threads; 0: none */
 };
 
 struct shard_write_result {

@@ -37,6 +37,7 @@ while True:
 print("\n".join(sorted(docs)))
 PY
 mkstream 400 3000 1 > s.tok
+mkstream 300 60000 4 > big.tok
 
 run 0 vshard --shard-tokens 2000 --val-fraction 0.1 --seed 5 -o d s.tok
 like err 'train [0-9]+ shards, 360 documents' "360 documents to train"
@@ -84,6 +85,13 @@ same d/train-00001.vsh d2/train-00001.vsh "and the same shards"
 vshard --shard-tokens 2000 --val-fraction 0.1 --seed 6 -o d3 s.tok 2>/dev/null
 cmp -s d/val-00000.vsh d3/val-00000.vsh
 ok $((! $?)) "another seed gives another split"
+
+# zstd's worker threads: any number from 1 gives the same bytes.
+vshard --threads 1 --shard-tokens 20000 -o t1 big.tok 2>/dev/null
+vshard --threads 3 --shard-tokens 20000 -o t3 big.tok 2>/dev/null
+same t1/train-00000.vsh t3/train-00000.vsh "--threads 1 and --threads 3 write the same shard"
+run 0 vshard --threads 0 --shard-tokens 20000 -o t0 big.tok
+run 0 vshard verify t0
 
 # An empty stream makes an empty, valid directory.
 mkstream 0 100 1 > empty.tok
@@ -162,7 +170,6 @@ like err 'text.txt: not a token stream' "text is not a token stream"
 # A file size limit half-way: the run fails, no shard or manifest of it is
 # left under a final name (the old manifest is gone too), and a re-run
 # finishes.
-mkstream 300 60000 4 > big.tok
 vshard --shard-tokens 500 --seed 1 -o lim s.tok 2>/dev/null
 (ulimit -f 4; exec vshard --shard-tokens 3000 -o lim big.tok) >out 2>err
 ok $(($? != 1)) "under ulimit -f, vshard fails with status 1"

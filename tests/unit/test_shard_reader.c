@@ -104,7 +104,7 @@ int
 main(void)
 {
 	struct shard_reader *r, *r2;
-	struct shard_write_opts o = { 1000, 0, 7, 0, 3 };
+	struct shard_write_opts o = { 1000, 0, 7, 0, 3, 0 };
 	int err;
 
 	if (mkdtemp(tmpdir) == NULL)
@@ -188,7 +188,7 @@ main(void)
 
 	/* Validation split, shuffle: a different directory refuses the cursor. */
 	char *d2 = strdup(path2(tmpdir, "shuffled"));
-	struct shard_write_opts o2 = { 1500, 0.1, 9, 1, 3 };
+	struct shard_write_opts o2 = { 1500, 0.1, 9, 1, 3, 2 };
 	is_int(write_dir(d2, stream, &o2), V_OK, "write a shuffled directory with val");
 	struct shard_reader *v;
 	is_int(shard_reader_open(&v, d2, SHARD_VAL), V_OK, "open its val split");
@@ -271,7 +271,7 @@ main(void)
 	v_put_u16(raw + 6, VOCAB);
 	v_put_u16(raw + 8, 2);
 	char *bad = path2(tmpdir, "bad.vsh");
-	is_int(shard_file_write(bad, &h, raw, sizeof raw, 3, NULL), V_OK, "write a hand-made shard");
+	is_int(shard_file_write(bad, &h, raw, sizeof raw, 3, 0, NULL), V_OK, "write a hand-made shard");
 	struct shard_data sd;
 	err = shard_file_load(bad, &sd);
 	is_int(err, V_ERR_RANGE, "an id beyond the vocabulary is refused");
@@ -290,7 +290,7 @@ main(void)
 		long n;
 		const char *good = path2(tmpdir, "good.vsh");
 		v_put_u16(raw + 6, VOCAB - 1);
-		shard_file_write(good, &h, raw, sizeof raw, 3, NULL);
+		shard_file_write(good, &h, raw, sizeof raw, 3, 0, NULL);
 		is_int(shard_file_load(good, &sd), V_OK, "a good hand-made shard loads");
 		shard_data_free(&sd);
 		FILE *f = fopen(good, "rb");
