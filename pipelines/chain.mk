@@ -16,6 +16,7 @@ VESPER_BIN ?= $(VESPER_TOP)/build/bin
 V = $(VESPER_BIN)/
 
 METRICS  = $(RUN)/metrics.jsonl
+LOG_EVERY ?= 10
 CKPT     = $(RUN)/ckpt
 QUANT    = $(RUN)/model-int$(BITS).safetensors
 # A launcher in front of vtrain, e.g. LAUNCH='numactl --cpunodebind=0'.
@@ -24,7 +25,8 @@ LAUNCH  ?=
 TRAIN_ARGS = --device $(DEVICE) --preset $(PRESET) --steps $(STEPS) \
 	--seq $(SEQ) --batch-tokens $(BATCH_TOKENS) --lr $(LR) \
 	--warmup $(WARMUP) --eval-every $(EVAL_EVERY) \
-	--ckpt-every $(CKPT_EVERY) --keep $(KEEP) --seed $(SEED) $(TRAIN_FLAGS)
+	--ckpt-every $(CKPT_EVERY) --keep $(KEEP) --log-every $(LOG_EVERY) \
+	--seed $(SEED) $(TRAIN_FLAGS)
 
 .PHONY: all tokenizer shards train quantize eval sample clean FORCE
 .DEFAULT_GOAL := all

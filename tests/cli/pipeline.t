@@ -19,7 +19,7 @@ for pl in small large tinystories; do
 	[ ! -e "$T/plan-$pl" ]; ok $? "$pl.mk: make -n creates nothing"
 done
 run 0 mk -n -f "$P/small.mk" RUN="$T/plan-small"
-like out 'vtokenize train -v 2048 ' 'small.mk: a 2048-token tokenizer'
+like out 'vtokenize train -v 1024 ' 'small.mk: a 1024-token tokenizer'
 like out 'vtrain --device auto --preset tiny ' 'small.mk: the tiny preset, GPU when there is one'
 like out "$VESPER_SRC/data/handwritten.txt" 'small.mk: trains on data/'
 run 0 mk -n -f "$P/large.mk" RUN="$T/plan-large"
