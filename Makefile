@@ -196,7 +196,7 @@ clean:
 
 demo: deps
 	@$(MAKE) --no-print-directory build
-	@$(MAKE) --no-print-directory -f pipelines/small.mk
+	@$(MAKE) --no-print-directory -f pipelines/small.mk VESPER_BIN=$(abspath $(B)/bin)
 
 -include $(LIB_OBJ:.o=.d) $(BIN:=.d) $(CLI_OBJ:.o=.d) $(UNIT:.t=.d) \
 	$(B)/tests/gpu/test_trainer.d
