@@ -300,7 +300,9 @@ cmd_write(int argc, char **argv)
 
 	if (err)
 		cli_fatal(err);
-	setvbuf(fp, NULL, _IOFBF, 1 << 20);
+	/* glibc ignores the size unless it is given the buffer. */
+	static char inbuf[1 << 20];
+	setvbuf(fp, inbuf, _IOFBF, sizeof inbuf);
 	if ((err = ts_reader_open(&r, fp, name)))
 		cli_fatal(err);
 	v_progress_init(&prog, stderr, pmode, "shard", "tokens", V_UNIT_ITEMS, 0);

@@ -303,9 +303,9 @@ shard_write_dir(const char *dir, struct ts_reader *in, const struct shard_write_
 	off = p;
 	off[0] = 0;
 	for (;;) {
-		const uint32_t *ids;
+		const unsigned char *ids;
 		size_t n;
-		int r = ts_read_doc(in, &ids, &n);
+		int r = ts_read_doc_raw(in, &ids, &n);
 		if (r < 0) {
 			err = r;
 			goto done;
@@ -318,13 +318,8 @@ shard_write_dir(const char *dir, struct ts_reader *in, const struct shard_write_
 		data = p;
 		if (err)
 			goto done;
-		unsigned char *q = n ? data + at * (size_t)width : NULL;
-		if (width == 2)
-			for (size_t i = 0; i < n; i++)
-				v_put_u16(q + 2 * i, (uint16_t)ids[i]);
-		else
-			for (size_t i = 0; i < n; i++)
-				v_put_u32(q + 4 * i, ids[i]);
+		if (n > 0)
+			memcpy(data + at * (size_t)width, ids, n * (size_t)width);
 		p = off;
 		err = grow(&p, &ocap, ndocs + 2, sizeof *off);
 		off = p;

@@ -138,8 +138,10 @@ ts_reader_open(struct ts_reader *r, FILE *fp, const char *name)
 	return V_OK;
 }
 
-int
-ts_read_doc(struct ts_reader *r, const uint32_t **ids, size_t *n)
+/* The next document's ids, checked against the vocabulary, left packed at
+ * the stream's width in r->raw: 1 with *n set, 0 at the end record. */
+static int
+read_raw(struct ts_reader *r, size_t *n)
 {
 	unsigned char l[4];
 	int err;
@@ -174,13 +176,9 @@ ts_read_doc(struct ts_reader *r, const uint32_t **ids, size_t *n)
 		return v_error(V_ERR_FORMAT, "%s: document %llu claims %u tokens",
 		    r->name, (unsigned long long)r->docs, len);
 	size_t bytes = (size_t)len * (size_t)r->width;
-	void *raw = r->raw, *idbuf = r->ids;
+	void *raw = r->raw;
 	err = grow(&raw, &r->rawcap, bytes ? bytes : 1);
 	r->raw = raw;
-	if (err)
-		return err;
-	err = grow(&idbuf, &r->cap, (len ? len : 1) * sizeof *r->ids);
-	r->ids = idbuf;
 	if (err)
 		return err;
 	err = v_read_exact(r->fp, r->raw, bytes, r->name);
@@ -189,20 +187,63 @@ ts_read_doc(struct ts_reader *r, const uint32_t **ids, size_t *n)
 		    r->name, (unsigned long long)r->docs);
 	if (err)
 		return err;
-	for (uint32_t i = 0; i < len; i++) {
-		uint32_t id = r->width == 2 ? v_get_u16(r->raw + 2 * (size_t)i)
-		    : v_get_u32(r->raw + 4 * (size_t)i);
-		if (id >= r->vocab)
-			return v_error(V_ERR_RANGE,
-			    "%s: document %llu: token id %u beyond vocabulary %u",
-			    r->name, (unsigned long long)r->docs, id, r->vocab);
-		r->ids[i] = id;
+	/* The largest id first, without a branch a token; the culprit is
+	 * looked for only when there is one. */
+	uint32_t max = 0;
+	if (r->width == 2)
+		for (uint32_t i = 0; i < len; i++) {
+			uint32_t id = v_get_u16(r->raw + 2 * (size_t)i);
+			max = id > max ? id : max;
+		}
+	else
+		for (uint32_t i = 0; i < len; i++) {
+			uint32_t id = v_get_u32(r->raw + 4 * (size_t)i);
+			max = id > max ? id : max;
+		}
+	if (max >= r->vocab) {
+		for (uint32_t i = 0; i < len; i++) {
+			uint32_t id = r->width == 2 ? v_get_u16(r->raw + 2 * (size_t)i)
+			    : v_get_u32(r->raw + 4 * (size_t)i);
+			if (id >= r->vocab)
+				return v_error(V_ERR_RANGE,
+				    "%s: document %llu: token id %u beyond vocabulary %u",
+				    r->name, (unsigned long long)r->docs, id, r->vocab);
+		}
 	}
 	r->docs++;
 	r->tokens += len;
+	*n = len;
+	return 1;
+}
+
+int
+ts_read_doc(struct ts_reader *r, const uint32_t **ids, size_t *n)
+{
+	size_t len;
+	int got = read_raw(r, &len);
+
+	if (got <= 0)
+		return got;
+	void *idbuf = r->ids;
+	int err = grow(&idbuf, &r->cap, (len ? len : 1) * sizeof *r->ids);
+	r->ids = idbuf;
+	if (err)
+		return err;
+	for (size_t i = 0; i < len; i++)
+		r->ids[i] = r->width == 2 ? v_get_u16(r->raw + 2 * i) : v_get_u32(r->raw + 4 * i);
 	*ids = r->ids;
 	*n = len;
 	return 1;
+}
+
+int
+ts_read_doc_raw(struct ts_reader *r, const unsigned char **raw, size_t *n)
+{
+	int got = read_raw(r, n);
+
+	if (got == 1)
+		*raw = r->raw;
+	return got;
 }
 
 void

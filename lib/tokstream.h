@@ -61,6 +61,10 @@ int ts_reader_open(struct ts_reader *r, FILE *fp, const char *name);
  * end record (after checking its counts), or an error.  Ids at or beyond
  * the vocabulary are an error naming the document. */
 int ts_read_doc(struct ts_reader *r, const uint32_t **ids, size_t *n);
+/* The same, leaving the ids as they are in the stream: *n little-endian
+ * ids of r->width bytes at *raw (checked against the vocabulary; valid until
+ * the next call).  For a reader that stores them as they are (vshard). */
+int ts_read_doc_raw(struct ts_reader *r, const unsigned char **raw, size_t *n);
 void ts_reader_free(struct ts_reader *r);
 
 #endif
