@@ -294,8 +294,9 @@ int
 main(int argc, char **argv)
 {
 	struct v_backend be;
-	if (v_backend_open(V_DEVICE_CUDA, &be) != 0) {
-		printf("1..0 # SKIP no CUDA device: %s\n", v_errmsg(V_ERR_DEVICE));
+	int err = v_backend_open(V_DEVICE_CUDA, &be);
+	if (err) {
+		printf("1..0 # SKIP %s\n", v_errmsg(err));
 		return 0;
 	}
 	api = be.cuda;
