@@ -9,7 +9,10 @@ Writes into OUTDIR
                    gradient of the mean cross-entropy;
   adamw.bin        100 steps of torch.optim.AdamW (matrices decayed, vectors
                    not) after torch.nn.utils.clip_grad_norm_, on gradients
-                   drawn here and stored, with a warmup + cosine schedule.
+                   drawn here and stored, with a warmup + cosine schedule;
+  train_NAME.bin   5 whole training steps of two of the models (gradient
+                   accumulation, clipping, AdamW), as vtrain takes them: the
+                   first and last parameters and the tokens of each step.
 
 The model is written out by hand in torch (no transformers needed) in the
 Hugging Face Llama form: RMSNorm, rotate_half rotary positions, grouped
@@ -151,6 +154,57 @@ def model_case(out, name, c, seed, B, T):
             'sections': sections}
 
 
+def train_case(out, name, c, seed, B, T, steps, accum):
+    """steps of training as vtrain runs them: accum micro-batches per step,
+    each weighted 1/accum, clip_grad_norm_ to 1, torch.optim.AdamW at a
+    constant rate with decay on the matrices only; in float64."""
+    g = torch.Generator().manual_seed(seed)
+    P, order = {}, layout(c)
+    for n, r, k, is_matrix in order:
+        if is_matrix:
+            w = torch.randn(r, k, generator=g) * 0.3
+        else:
+            w = 1 + 0.2 * torch.randn(k, generator=g)
+        P[n] = w.to(torch.float32).to(torch.float64).requires_grad_(True)
+    p0 = torch.cat([P[n].detach().flatten() for n, *_ in order]).clone()
+    mats = [P[n] for n, _, _, m in order if m]
+    vecs = [P[n] for n, _, _, m in order if not m]
+    lr, wd = 1e-2, 0.1
+    opt = torch.optim.AdamW([{'params': mats, 'weight_decay': wd},
+                             {'params': vecs, 'weight_decay': 0.0}],
+                            lr=lr, betas=(0.9, 0.95), eps=1e-8, foreach=False)
+    toks, losses = [], []
+    for t in range(steps):
+        opt.zero_grad()
+        total = 0.0
+        for a in range(accum):
+            tokens = torch.randint(0, c['vocab_used'], (B, T + 1), generator=g)
+            toks.append(tokens)
+            _, loss, _ = forward(c, P, tokens)
+            (loss / accum).backward()
+            total += loss.item() / accum
+        losses.append(total)
+        torch.nn.utils.clip_grad_norm_([P[n] for n, *_ in order], 1.0,
+                                       foreach=False)
+        opt.step()
+    p1 = torch.cat([P[n].detach().flatten() for n, *_ in order])
+    alltok = torch.stack(toks)
+    parts = [('params0', f32(p0), p0.numel()),
+             ('tokens', i32(alltok), alltok.numel()),
+             ('params', f32(p1), p1.numel())]
+    sections, blob = {}, b''
+    for key, data, count in parts:
+        sections[key] = [len(blob), count]
+        blob += data
+    fname = 'train_%s.bin' % name
+    with open(os.path.join(out, fname), 'wb') as f:
+        f.write(blob)
+    return {'name': name, 'file': fname, 'config': c, 'B': B, 'T': T,
+            'steps': steps, 'accum': accum, 'lr': lr, 'weight_decay': wd,
+            'beta1': 0.9, 'beta2': 0.95, 'eps': 1e-8, 'clip': 1.0,
+            'losses': losses, 'sections': sections}
+
+
 def schedule(t, lr_max, warmup, steps, lr_min):
     """Warmup then cosine, as vtrain(1) defines it; t is 1-based."""
     if t <= warmup:
@@ -222,6 +276,9 @@ def main():
         model_case(out, 'era', config('era', True, 4, 0.7, 1.5), 2, 2, 8),
         model_case(out, 'gelu', config('gelu', True, 1), 3, 3, 5)]}
     doc['adamw'] = adamw_case(out)
+    doc['train'] = [
+        train_case(out, 'silu', config('silu', False, 2), 11, 2, 8, 5, 2),
+        train_case(out, 'era', config('era', True, 4, 0.7, 1.5), 12, 2, 8, 5, 3)]
     with open(os.path.join(out, 'golden.json'), 'w') as f:
         json.dump(doc, f, indent=1)
         f.write('\n')
