@@ -215,11 +215,42 @@ test_schedules(void)
 	    "normal deviates: mean 0, variance 1 (%.3f, %.3f)", s / 20000, s2 / 20000);
 }
 
+static void
+test_metrics(void)
+{
+	FILE *fp = tmpfile();
+	char line[512] = "";
+	struct train_metrics m = { .step = 7, .tokens = 1ull << 40, .loss = NAN,
+	    .val_loss = -1, .lr = 1e-3, .grad_norm = INFINITY,
+	    .tokens_per_s = 12.5, .elapsed = 3, .mfu = -1 };
+
+	is_int(train_metrics_write(fp, "tmp", &m), V_OK, "metrics line written");
+	m.loss = 2;
+	m.val_loss = 0;
+	m.mfu = 0.25;
+	train_metrics_write(fp, "tmp", &m);
+	rewind(fp);
+	if (fgets(line, sizeof line, fp) == NULL)
+		line[0] = '\0';
+	is_str(line, "{\"step\":7,\"tokens\":1099511627776,\"loss\":null,"
+	    "\"ppl\":null,\"val_loss\":null,\"val_ppl\":null,\"lr\":0.001,"
+	    "\"grad_norm\":null,\"tokens_per_s\":12.5,\"elapsed\":3}\n",
+	    "NaN, infinity and no evaluation are null (JSON has no NaN); no mfu "
+	    "on the CPU");
+	if (fgets(line, sizeof line, fp) == NULL)
+		line[0] = '\0';
+	ok(strstr(line, "\"ppl\":7.3890561") && strstr(line, "\"val_loss\":0,") &&
+	    strstr(line, "\"val_ppl\":1,") && strstr(line, "\"mfu\":0.25}"),
+	    "ppl = exp(loss), a validation loss of 0 is a number, mfu when given");
+	fclose(fp);
+}
+
 int
 main(void)
 {
 	test_torch_adamw();
 	test_features();
 	test_schedules();
+	test_metrics();
 	return done_testing();
 }
