@@ -159,9 +159,15 @@ transpose_head(float *dst, const float *src, int T, int kw, int hd)
 			dst[(size_t)i * T + t] = src[(size_t)t * kw + i];
 }
 
+size_t
+vlm_attention_work(int B, int T, int H, int hd)
+{
+	return (size_t)B * H * ((size_t)hd + 1) * T;
+}
+
 void
-vlm_attention_forward(float *y, float *att, const float *q, const float *k,
-    const float *v, int B, int T, int H, int KV, int hd)
+vlm_attention_forward_ws(float *y, float *att, const float *q, const float *k,
+    const float *v, int B, int T, int H, int KV, int hd, float *work)
 {
 	int qw = H * hd, kw = KV * hd, rep = H / KV;
 	float scale = 1.0f / sqrtf((float)hd);
@@ -171,9 +177,7 @@ vlm_attention_forward(float *y, float *att, const float *q, const float *k,
 		for (int h = 0; h < H; h++) {
 			const float *kb = k + (size_t)b * T * kw + (size_t)(h / rep) * hd;
 			const float *vb = v + (size_t)b * T * kw + (size_t)(h / rep) * hd;
-			float *kt = malloc(sizeof *kt * (size_t)hd * T);
-			if (kt == NULL)
-				abort();	/* a few kB: no error path worth having */
+			float *kt = work + ((size_t)b * H + h) * ((size_t)hd + 1) * T;
 			transpose_head(kt, kb, T, kw, hd);
 			for (int t = 0; t < T; t++) {
 				const float *qt = q + ((size_t)b * T + t) * qw + (size_t)h * hd;
@@ -207,14 +211,13 @@ vlm_attention_forward(float *y, float *att, const float *q, const float *k,
 						yt[i] += a[j] * vj[i];
 				}
 			}
-			free(kt);
 		}
 }
 
 void
-vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
+vlm_attention_backward_ws(float *dq, float *dk, float *dv, const float *dy,
     const float *att, const float *q, const float *k, const float *v,
-    int B, int T, int H, int KV, int hd)
+    int B, int T, int H, int KV, int hd, float *work)
 {
 	int qw = H * hd, kw = KV * hd, rep = H / KV;
 	float scale = 1.0f / sqrtf((float)hd);
@@ -228,9 +231,7 @@ vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
 			const float *vb = v + (size_t)b * T * kw + (size_t)g * hd;
 			float *dkb = dk + (size_t)b * T * kw + (size_t)g * hd;
 			float *dvb = dv + (size_t)b * T * kw + (size_t)g * hd;
-			float *vt = malloc(sizeof *vt * ((size_t)hd * T + T));
-			if (vt == NULL)
-				abort();
+			float *vt = work + ((size_t)b * H + g) * ((size_t)hd + 1) * T;
 			float *datt = vt + (size_t)hd * T;
 			transpose_head(vt, vb, T, kw, hd);
 			for (int t = 0; t < T; t++) {
@@ -272,8 +273,35 @@ vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
 						}
 					}
 				}
-			free(vt);
 		}
+}
+
+int
+vlm_attention_forward(float *y, float *att, const float *q, const float *k,
+    const float *v, int B, int T, int H, int KV, int hd)
+{
+	float *work = malloc(sizeof *work * vlm_attention_work(B, T, H, hd));
+
+	if (work == NULL)
+		return v_error(V_ERR_NOMEM, "attention: out of memory");
+	vlm_attention_forward_ws(y, att, q, k, v, B, T, H, KV, hd, work);
+	free(work);
+	return V_OK;
+}
+
+int
+vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
+    const float *att, const float *q, const float *k, const float *v,
+    int B, int T, int H, int KV, int hd)
+{
+	float *work = malloc(sizeof *work * vlm_attention_work(B, T, H, hd));
+
+	if (work == NULL)
+		return v_error(V_ERR_NOMEM, "attention: out of memory");
+	vlm_attention_backward_ws(dq, dk, dv, dy, att, q, k, v, B, T, H, KV, hd,
+	    work);
+	free(work);
+	return V_OK;
 }
 
 /* ERA's entropy in bits of s = sigmoid(u), written with softplus so that it

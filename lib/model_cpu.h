@@ -36,13 +36,21 @@ void vlm_rope_backward(float *dx, const float *cosv, const float *sinv,
 
 /* Causal attention: q (N, H*hd), k and v (N, KV*hd), query head h reading
  * key/value head h / (H/KV).  y (N, H*hd); att (B, H, T, T) the
- * probabilities, rows filled up to the diagonal. */
-void vlm_attention_forward(float *y, float *att, const float *q,
+ * probabilities, rows filled up to the diagonal.  The backward writes dq,
+ * dk, dv.  These allocate their scratch (V_ERR_NOMEM if they cannot); the
+ * _ws forms take it, vlm_attention_work() floats, from the caller. */
+int vlm_attention_forward(float *y, float *att, const float *q,
     const float *k, const float *v, int B, int T, int H, int KV, int hd);
-/* Writes dq, dk, dv. */
-void vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
+int vlm_attention_backward(float *dq, float *dk, float *dv, const float *dy,
     const float *att, const float *q, const float *k, const float *v,
     int B, int T, int H, int KV, int hd);
+size_t vlm_attention_work(int B, int T, int H, int hd);
+void vlm_attention_forward_ws(float *y, float *att, const float *q,
+    const float *k, const float *v, int B, int T, int H, int KV, int hd,
+    float *work);
+void vlm_attention_backward_ws(float *dq, float *dk, float *dv,
+    const float *dy, const float *att, const float *q, const float *k,
+    const float *v, int B, int T, int H, int KV, int hd, float *work);
 
 /* The MLP gate activation and its derivative (ERA with gamma, temp). */
 float vlm_act(int act, float x, float gamma, float temp);

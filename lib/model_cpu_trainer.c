@@ -80,6 +80,7 @@ struct cpu_trainer {
 	struct cpu_acts act;
 	struct cpu_grads d;
 	float *cosv, *sinv;		/* (T, hd/2) */
+	float *work;			/* attention's scratch */
 	int32_t *inp, *tgt;		/* (N) */
 	int have_logits;
 };
@@ -189,6 +190,7 @@ cpu_create(const struct vlm_config *c, int B, int T, void **out)
 	d->dlogits = fbuf((size_t)XENT_ROWS * V, &fail);
 	s->cosv = fbuf((size_t)T * (size_t)(s->hd / 2), &fail);
 	s->sinv = fbuf((size_t)T * (size_t)(s->hd / 2), &fail);
+	s->work = fbuf(vlm_attention_work(B, T, c->heads, s->hd), &fail);
 	s->inp = calloc(N, sizeof *s->inp);
 	s->tgt = calloc(N, sizeof *s->tgt);
 	if (fail || s->inp == NULL || s->tgt == NULL) {
@@ -218,6 +220,7 @@ cpu_destroy(void *st)
 		&s->act.u, &s->act.a, &s->act.hf, &s->act.rf, &s->act.logits,
 		&s->d.dx, &s->d.dh, &s->d.dq, &s->d.dk, &s->d.dv, &s->d.dy,
 		&s->d.dg, &s->d.du, &s->d.da, &s->d.dlogits, &s->cosv, &s->sinv,
+		&s->work,
 	};
 	for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
 		free(*bufs[i]);
@@ -326,7 +329,7 @@ forward_pass(struct cpu_trainer *s)
 		vlm_matmul_forward(v, h1, w->wv, (int)N, (int)C, (int)kw);
 		vlm_rope_forward(q, s->cosv, s->sinv, B, T, H, hd);
 		vlm_rope_forward(k, s->cosv, s->sinv, B, T, KV, hd);
-		vlm_attention_forward(y, att, q, k, v, B, T, H, KV, hd);
+		vlm_attention_forward_ws(y, att, q, k, v, B, T, H, KV, hd, s->work);
 		/* xm = x + y Wo^T */
 		vlm_matmul_forward(xm, y, w->wo, (int)N, (int)qw, (int)C);
 		#pragma omp simd
@@ -386,8 +389,8 @@ backward_layers(struct cpu_trainer *s)
 		/* Attention. */
 		vlm_matmul_backward(d->dy, gw->wo, d->dx, y, w->wo, (int)N, (int)qw,
 		    (int)C, 0);
-		vlm_attention_backward(d->dq, d->dk, d->dv, d->dy, att, q, k, v, B, T,
-		    H, KV, hd);
+		vlm_attention_backward_ws(d->dq, d->dk, d->dv, d->dy, att, q, k, v, B, T,
+		    H, KV, hd, s->work);
 		vlm_rope_backward(d->dq, s->cosv, s->sinv, B, T, H, hd);
 		vlm_rope_backward(d->dk, s->cosv, s->sinv, B, T, KV, hd);
 		vlm_matmul_backward(d->dh, gw->wq, d->dq, h1, w->wq, (int)N, (int)C,

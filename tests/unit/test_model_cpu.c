@@ -149,13 +149,13 @@ test_rope(void)
 }
 
 /* --- attention -------------------------------------------------------- */
-struct att_ctx { float *q, *k, *v, *att; int B, T, H, KV, hd; };
+struct att_ctx { float *q, *k, *v, *att, *work; int B, T, H, KV, hd; };
 static void
 att_fwd(struct fd_case *fc)
 {
 	struct att_ctx *c = fc->ctx;
-	vlm_attention_forward(fc->out, c->att, c->q, c->k, c->v, c->B, c->T,
-	    c->H, c->KV, c->hd);
+	vlm_attention_forward_ws(fc->out, c->att, c->q, c->k, c->v, c->B, c->T,
+	    c->H, c->KV, c->hd, c->work);
 }
 
 static void
@@ -163,13 +163,28 @@ test_attention(int H, int KV)
 {
 	int B = 2, T = 6, hd = 4, nq = B * T * H * hd, nk = B * T * KV * hd;
 	struct att_ctx c = { randv(nq, 1), randv(nk, 1), randv(nk, 1),
-	    calloc((size_t)B * H * T * T, 4), B, T, H, KV, hd };
+	    calloc((size_t)B * H * T * T, 4),
+	    malloc(vlm_attention_work(B, T, H, hd) * 4), B, T, H, KV, hd };
 	float *out = calloc(nq, 4), *r = randv(nq, 1);
 	float *dq = malloc(nq * 4), *dk = malloc(nk * 4), *dv = malloc(nk * 4);
 	struct fd_case fc = { att_fwd, out, (size_t)nq, r, &c };
 
 	att_fwd(&fc);
-	vlm_attention_backward(dq, dk, dv, r, c.att, c.q, c.k, c.v, B, T, H, KV, hd);
+	vlm_attention_backward_ws(dq, dk, dv, r, c.att, c.q, c.k, c.v, B, T, H, KV,
+	    hd, c.work);
+	/* The allocating forms give the same bits. */
+	float *y2 = malloc(nq * 4), *att2 = calloc((size_t)B * H * T * T, 4);
+	att_fwd(&fc);
+	is_int(vlm_attention_forward(y2, att2, c.q, c.k, c.v, B, T, H, KV, hd), V_OK,
+	    "attention forward, allocating its scratch");
+	ok(memcmp(y2, out, nq * 4) == 0, "gives the same output");
+	free(y2); free(att2);
+	float *dq2 = malloc(nq * 4), *dk2 = malloc(nk * 4), *dv2 = malloc(nk * 4);
+	is_int(vlm_attention_backward(dq2, dk2, dv2, r, c.att, c.q, c.k, c.v, B, T,
+	    H, KV, hd), V_OK, "attention backward, allocating its scratch");
+	ok(memcmp(dq, dq2, nq * 4) == 0 && memcmp(dk, dk2, nk * 4) == 0 &&
+	    memcmp(dv, dv2, nk * 4) == 0, "gives the same gradients");
+	free(dq2); free(dk2); free(dv2);
 	double eq = fd_check(&fc, c.q, nq, dq, 1e-2f);
 	double ek = fd_check(&fc, c.k, nk, dk, 1e-2f);
 	double ev = fd_check(&fc, c.v, nk, dv, 1e-2f);
@@ -179,7 +194,7 @@ test_attention(int H, int KV)
 	/* Causality: the first position sees only itself, so its output is
 	 * its own value row. */
 	ok(fabsf(out[0] - c.v[0]) < 1e-6f, "attention: position 0 attends to itself only");
-	free(c.q); free(c.k); free(c.v); free(c.att); free(out); free(r);
+	free(c.q); free(c.k); free(c.v); free(c.att); free(c.work); free(out); free(r);
 	free(dq); free(dk); free(dv);
 }
 
