@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -568,6 +569,13 @@ http_download(const struct http_opts *o, const char *url, const char *dest,
 			close(fd);
 		free(part);
 		return err;
+	}
+	/* Two vfetch runs sharing a cache must not write one .part together. */
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		err = errno == EWOULDBLOCK ? v_error(V_ERR_IO, "%s: another vfetch is "
+		    "downloading this file (%s is locked)", label, part) :
+		    v_error_errno(V_ERR_IO, "%s: lock", part);
+		goto done;
 	}
 	x.md = EVP_MD_CTX_new();
 	if (x.md == NULL) {

@@ -124,6 +124,23 @@ like err '^FR/Theatre/train.txt: 100\.0% .*B/s.*took' "--progress shows bytes, r
 run 0 vfetch --cache c15 --endpoint "$EP" --subset Theatre claire
 unlike err '%' "no progress lines when stderr is not a terminal"
 
+# Two runs on one cache: the second does not write into the first one's
+# partial file.
+if command -v flock >/dev/null 2>&1; then
+	D16=c16/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/$MAIN/FR/Debats
+	mkdir -p "$D16"
+	: > "$D16/train.txt.part"
+	flock "$D16/train.txt.part" sleep 3 &
+	lk=$!
+	sleep 0.3
+	run 1 vfetch --cache c16 --endpoint "$EP" --subset Debats claire
+	like err 'another vfetch is downloading' "a .part locked by another run is left alone"
+	wait $lk
+	run 0 vfetch --cache c16 --endpoint "$EP" --subset Debats claire
+else
+	skip "locked .part" "no flock(1)"
+fi
+
 # A wrong hash in the listing.
 serve --wrong-hash FR/Debats/train.txt
 run 1 vfetch --cache c5 --endpoint "$EP" claire
