@@ -285,7 +285,7 @@ evaluate(const struct vlm_trainer_ops *ops, void *st,
 
 /* The options and what was given of them. */
 struct opts {
-	const char *data, *out, *resume, *metrics, *preset;
+	const char *data, *out, *resume, *init, *metrics, *preset;
 	enum v_device device;
 	int progress, on_nan_rollback;
 	struct vlm_config m;	/* the model fields given */
@@ -301,7 +301,7 @@ parse_options(int argc, char **argv, struct opts *o)
 		O_CTX, O_ACT, O_TIE, O_GAMMA, O_TEMP, O_BATCH, O_MICRO, O_SEQ,
 		O_STEPS, O_LR, O_MIN_LR, O_WARMUP, O_SCHED, O_WD, O_CLIP, O_EVAL,
 		O_EVAL_BATCHES, O_CKPT, O_KEEP, O_LOG, O_METRICS, O_SEED, O_RESUME,
-		O_STOP_AT, O_ON_NAN, O_PROGRESS, O_ENT, O_PPL, O_SPARSE };
+		O_STOP_AT, O_ON_NAN, O_PROGRESS, O_ENT, O_PPL, O_SPARSE, O_INIT };
 	static const struct option lo[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "device", required_argument, NULL, O_DEVICE },
@@ -334,6 +334,7 @@ parse_options(int argc, char **argv, struct opts *o)
 		{ "metrics", required_argument, NULL, O_METRICS },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "resume", required_argument, NULL, O_RESUME },
+		{ "init", required_argument, NULL, O_INIT },
 		{ "stop-at", required_argument, NULL, O_STOP_AT },
 		{ "on-nan", required_argument, NULL, O_ON_NAN },
 		{ "progress", no_argument, NULL, O_PROGRESS },
@@ -457,6 +458,9 @@ parse_options(int argc, char **argv, struct opts *o)
 		case O_RESUME:
 			o->resume = optarg;
 			break;
+		case O_INIT:
+			o->init = optarg;
+			break;
 		case O_STOP_AT:
 			s->stop_at = (long)cli_int("--stop-at", optarg, 1, 1L << 40);
 			break;
@@ -476,6 +480,8 @@ parse_options(int argc, char **argv, struct opts *o)
 	}
 	if (optind != argc)
 		cli_bad_usage("unexpected argument '%s'", argv[optind]);
+	if (o->resume != NULL && o->init != NULL)
+		cli_bad_usage("--resume continues a run, --init starts one: not both");
 }
 
 /* The model the options describe: the preset, then each field given. */
@@ -538,25 +544,35 @@ main(int argc, char **argv)
 	struct vlm_config cfg;
 	struct loop lp = { .loss_ema = -1 };
 	struct ckpt ck = { 0 };
-	if (o.resume != NULL) {
-		json_t *sj = NULL;
-		if ((err = ckpt_load(o.resume, &ck)) != V_OK)
+	const char *from = o.resume != NULL ? o.resume : o.init;
+	if (from != NULL) {
+		if ((err = ckpt_load(from, &ck)) != V_OK)
 			cli_fatal(err);
-		if (ck.m == NULL)
+		const char *where = ck.dir != NULL ? ck.dir : from;
+		if (o.resume != NULL && ck.m == NULL)
 			cli_die("%s: a model file alone cannot resume a run (no "
-			    "optimizer state or cursor)", o.resume);
+			    "optimizer state or cursor); --init starts from it", from);
 		cfg = ck.cfg;
 		struct vlm_config asked;
 		model_from_options(&o, &cfg, &asked);
-		check_shape(&cfg, &asked, o.mgiven, ck.dir);
+		check_shape(&cfg, &asked, o.mgiven, where);
 		if (ck.tokenizer[0] != '\0' && tok[0] != '\0' &&
 		    strcmp(ck.tokenizer, tok) != 0)
 			cli_die("%s: the checkpoint was trained with tokenizer %.12s..., "
-			    "the shards in %s were made with %.12s...", ck.dir,
+			    "the shards in %s were made with %.12s...", where,
 			    ck.tokenizer, o.data, tok);
 		if (vocab != cfg.vocab_used)
 			cli_die("%s: shards of a %d-token vocabulary, the checkpoint's "
 			    "model has %d", o.data, vocab, cfg.vocab_used);
+	}
+	if (o.init != NULL) {
+		/* New run from these weights: fresh moments, step 0. */
+		free(ck.m);
+		free(ck.v);
+		ck.m = ck.v = NULL;
+		train_rng_seed(&lp.rng, (uint64_t)s->seed);
+	} else if (o.resume != NULL) {
+		json_t *sj = NULL;
 		err = cursor_restore(ck.cursor, "cursor.json", &lp, train, &sj);
 		if (err)
 			cli_die("%s: %s", ck.dir, v_errmsg(err));
@@ -616,8 +632,10 @@ main(int argc, char **argv)
 		cli_fatal(err);
 	if (ck.params != NULL) {
 		memcpy(params, ck.params, P * sizeof *params);
-		memcpy(mom1, ck.m, P * sizeof *mom1);
-		memcpy(mom2, ck.v, P * sizeof *mom2);
+		if (ck.m != NULL) {
+			memcpy(mom1, ck.m, P * sizeof *mom1);
+			memcpy(mom2, ck.v, P * sizeof *mom2);
+		}
 		ckpt_free(&ck);
 	} else if ((err = train_init_params(&cfg, &lp.rng, params)) != V_OK) {
 		cli_fatal(err);

@@ -116,6 +116,21 @@ like err 'step 5: the loss is not finite; back to step 4, skipping' \
 VTRAIN_FAULT_NAN_STEP=1 run 1 vtrain $M $R --steps 8 --on-nan rollback -o nan3
 like err 'no checkpoint to go back to' "rollback with no checkpoint is an error"
 
+# --init: a new run (step 1, fresh moments) from trained weights.
+run 0 vtrain $M $R --steps 10 --log-every 1 --init a/latest/model.safetensors -o init
+like err 'steps 1 to 10' "--init starts at step 1"
+python3 - a/metrics.jsonl init/metrics.jsonl <<'PY' 2>py.err
+import json, sys
+trained = [json.loads(l) for l in open(sys.argv[1])][-1]["loss"]
+first = json.loads(open(sys.argv[2]).readline())
+assert first["step"] == 1 and first["loss"] < trained + 0.5, (first, trained)
+PY
+ok $? "--init: the first step's loss is the trained model's, not a fresh one's"
+run 1 vtrain $M $R --steps 2 --layers 3 --init a/latest -o init2
+like err 'has layers 2, the options ask for 3' "--init with another shape is refused"
+run 2 vtrain $M $R --init a/latest --resume a/latest -o init3
+like err 'not both' "--init and --resume together are bad usage"
+
 # What a resumed run refuses.
 run 1 vtrain -d shards -o a --resume a/latest --layers 3
 like err 'has layers 2, the options ask for 3; a resumed run keeps its shape' \
