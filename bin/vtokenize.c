@@ -301,7 +301,7 @@ cmd_train(const struct opts *o, char **files, int nfiles)
 		return err;
 	tok_trainer_threads(tr, o->threads);
 	reader_init(&r, files, nfiles, o);
-	v_progress_init(&pg, stderr, o->progress, "read", "bytes", V_UNIT_BYTES, 0);
+	v_progress_init(&pg, stderr, o->progress, "read", "", V_UNIT_BYTES, 0);
 	while ((err = next_doc(&r, &doc)) == 1) {
 		if ((err = tok_trainer_add(tr, doc.p ? doc.p : "", doc.n)))
 			break;
@@ -361,7 +361,7 @@ cmd_encode(const struct opts *o, char **files, int nfiles)
 		cli_fatal(err);
 	}
 	reader_init(&r, files, nfiles, o);
-	v_progress_init(&pg, stderr, o->progress, "encode", "bytes", V_UNIT_BYTES, 0);
+	v_progress_init(&pg, stderr, o->progress, "encode", "", V_UNIT_BYTES, 0);
 	for (;;) {
 		size_t nd = 0, bytes = 0;
 		while (nd < BATCH_DOCS && bytes < BATCH_BYTES &&

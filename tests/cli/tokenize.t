@@ -12,6 +12,14 @@ run 0 vtokenize train -v 600 -o fr.tok "$FIX"
 [ -s fr.tok ]; ok $? "train writes the tokenizer file"
 like fr.tok '^vesper-tokenizer 1$' "the file starts with its magic"
 ls fr.tok.tmp.* >/dev/null 2>&1; ok $((! $?)) "no temporary file is left"
+run 0 vtokenize train -j 1 -v 600 -o fr1.tok "$FIX"
+run 0 vtokenize train -j 3 -v 600 -o fr3.tok "$FIX" "$FIX"
+run 0 vtokenize train -j 3 -v 600 -o fr3b.tok "$FIX" "$FIX"
+same fr.tok fr1.tok "training gives the same file whatever the threads"
+same fr3.tok fr3b.tok "and the same file each time"
+run 0 vtokenize train -v 600 -N speakers,quotes -o frn.tok "$FIX"
+like frn.tok '^normalize utf8,nfc,newlines,controls,invisible,ligatures,apostrophes,spaces,dashes$' \
+    "-N is recorded in the tokenizer file"
 
 # Round trip: decode(encode(x)) == normalize(x), text and JSON Lines input.
 run 0 vtokenize encode -t fr.tok -o fr.vtok "$FIX"
