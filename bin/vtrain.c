@@ -355,6 +355,8 @@ parse_options(int argc, char **argv, struct opts *o)
 		.micro_batch = 8, .seq = 0, .eval_every = 100, .eval_batches = 8,
 		.ckpt_every = 500, .keep = 3, .log_every = 10, .seed = 1,
 	};
+	/* The model options are listed in the order of M_*. */
+	_Static_assert(O_TEMP - O_PRESET == M_TEMP - M_PRESET, "M_* and O_*");
 	while ((c = getopt_long(argc, argv, "hd:o:", lo, NULL)) != -1) {
 		if (c >= O_PRESET && c <= O_TEMP)
 			o->mgiven[c - O_PRESET] = 1;
@@ -371,11 +373,13 @@ parse_options(int argc, char **argv, struct opts *o)
 			if ((err = v_device_parse(optarg, &o->device)) != V_OK)
 				cli_bad_usage("--device: %s", v_errmsg(err));
 			break;
-		case O_PRESET:
+		case O_PRESET: {
+			struct vlm_config check;
 			o->preset = optarg;
-			if ((err = vlm_preset(optarg, 0, &o->m)) != V_OK)
+			if ((err = vlm_preset(optarg, 0, &check)) != V_OK)
 				cli_bad_usage("--preset: %s", v_errmsg(err));
 			break;
+		}
 		case O_LAYERS:
 			o->m.layers = (int)cli_int("--layers", optarg, 1, 1024);
 			break;

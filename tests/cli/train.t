@@ -161,6 +161,12 @@ like err 'broken/optimizer.bin: 1000 bytes where' "a truncated optimizer file, n
 run 1 vtrain -d shards -o a --resume nowhere
 like err 'nowhere' "a missing checkpoint, named"
 
+# Options apply over the preset in any order.
+run 0 vtrain --device cpu -d shards --layers 1 --preset tiny --dim 32 --heads 2 \
+    --hidden 48 --ctx 16 --steps 1 --micro-batch 1 -o order
+like err 'cpu: [0-9]+ parameters \(1 layers, width 32, 2 heads, 2 key/value, MLP 48' \
+    "--layers before --preset still counts"
+
 # Bad usage.
 run 2 vtrain $M --micro-batch 2 --seq 16 --batch-tokens 100 -o u
 like err 'batch-tokens 100 is not a multiple of' "--batch-tokens must be whole micro-batches"
