@@ -301,9 +301,13 @@ tree_get(const struct fetch_opts *o, const char *repo, const char *rev,
 		json_decref(arr);
 		if (next == NULL)
 			break;
-		/* A relative next link is resolved against the endpoint. */
+		/* A next link that is an absolute path is resolved against the
+		 * origin of the page that gave it. */
+		char og[512];
+		if (next[0] == '/' && (err = http_origin(url, og, sizeof og)))
+			goto done;
 		free(url);
-		url = next[0] == '/' ? fmt("%s%s", o->endpoint, next) : strdup(next);
+		url = next[0] == '/' ? fmt("%s%s", og, next) : strdup(next);
 		free(next);
 		next = NULL;
 		if (url == NULL) {

@@ -81,6 +81,10 @@ run 0 vfetch --cache c --endpoint "$EP" claire
 unlike log 'resolve' "a second run takes the files from the cache"
 same out claire.jsonl "with the same output"
 
+serve --relative-links
+run 0 vfetch --cache c17 --endpoint "$EP/" claire
+same out claire.jsonl "next-page links without a host, and an endpoint with a slash"
+serve
 run 0 vfetch --cache c --endpoint "$EP" --split test --subset Theatre,Conversations claire
 python3 texts.py < out > got.txt
 python3 paras.py "$CL"/FR/Conversations/test.txt "$CL"/FR/Theatre/test.txt > want.txt

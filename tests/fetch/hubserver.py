@@ -22,6 +22,7 @@ Faults, for the tests (PATH is a file's path inside its dataset, or for
   --revisions a,b     the revisions that exist (others: 404); each stands
                       for the commit id sha1(name)
   --extra-entry PATH  list a file PATH that does not exist (a hostile listing)
+  --relative-links    next-page links as absolute paths without a host
 Each request is logged to --log as "server method path auth=yes|no
 range=...".  The two ports are written to --portfile when both listen.
 """
@@ -47,6 +48,7 @@ ap.add_argument("--no-range", action="store_true")
 ap.add_argument("--token")
 ap.add_argument("--revisions", default="main")
 ap.add_argument("--extra-entry", action="append", default=[])
+ap.add_argument("--relative-links", action="store_true")
 args = ap.parse_args()
 
 lock = threading.Lock()
@@ -181,8 +183,9 @@ class Hub(Handler):
             page = entries[start:start + args.page]
             extra = []
             if start + args.page < len(entries):
-                nxt = "http://127.0.0.1:%d%s?recursive=true&cursor=%d" % (
-                    ports["hub"], u.path, start + args.page)
+                nxt = "%s?recursive=true&cursor=%d" % (u.path, start + args.page)
+                if not args.relative_links:
+                    nxt = "http://127.0.0.1:%d%s" % (ports["hub"], nxt)
                 extra.append(("Link", '<%s>; rel="next"' % nxt))
             return self.send(200, json.dumps(page).encode(), extra=extra)
         # /datasets/<owner>/<name>/resolve/<rev>/<path>
