@@ -331,6 +331,79 @@ cmd_train(const struct opts *o, char **files, int nfiles)
 #define BATCH_DOCS 4096
 #define BATCH_BYTES ((size_t)8 << 20)
 
+/* Documents read together, encoded in parallel, written in order. */
+struct batch {
+	struct tok_buf docs[BATCH_DOCS];
+	struct tok_ids ids[BATCH_DOCS];
+	int errs[BATCH_DOCS];
+	size_t n;
+};
+
+/* Read up to a batch of documents: V_OK (b->n may be 0 at the end) or an
+ * error. */
+static int
+batch_read(struct reader *r, struct batch *b)
+{
+	size_t bytes = 0;
+	int err = 1;
+
+	b->n = 0;
+	while (b->n < BATCH_DOCS && bytes < BATCH_BYTES &&
+	    (err = next_doc(r, &b->docs[b->n])) == 1)
+		bytes += b->docs[b->n++].n;
+	return err < 0 ? err : V_OK;
+}
+
+/* Start one task per document; the encoders are per thread. */
+static void
+batch_spawn(struct batch *b, struct tok_enc **enc, struct tok_stats *st)
+{
+	for (size_t d = 0; d < b->n; d++) {
+		#pragma omp task firstprivate(d) shared(b, enc, st)
+		{
+			int me = 0;
+#ifdef _OPENMP
+			me = omp_get_thread_num();
+#endif
+			struct tok_ids *ids = &b->ids[d];
+			ids->n = 0;
+			b->errs[d] = tok_ids_push(ids, TOK_BOS);
+			if (!b->errs[d])
+				b->errs[d] = tok_encode(enc[me], b->docs[d].p ? b->docs[d].p : "",
+				    b->docs[d].n, ids, &st[me]);
+			if (!b->errs[d])
+				b->errs[d] = tok_ids_push(ids, TOK_EOS);
+		}
+	}
+}
+
+static int
+batch_write(struct batch *b, struct ts_writer *w)
+{
+	int err = V_OK;
+
+	for (size_t d = 0; d < b->n && !err; d++)
+		err = b->errs[d] ? b->errs[d] : ts_write_doc(w, b->ids[d].v, b->ids[d].n);
+	for (size_t d = 0; d < b->n; d++) {
+		/* A huge document should not keep its memory. */
+		if (b->docs[d].cap > ((size_t)16 << 20))
+			tok_buf_free(&b->docs[d]);
+		if (b->ids[d].cap > ((size_t)4 << 20))
+			tok_ids_free(&b->ids[d]);
+	}
+	return err;
+}
+
+static void
+batch_free(struct batch *b)
+{
+	for (size_t d = 0; d < BATCH_DOCS; d++) {
+		tok_buf_free(&b->docs[d]);
+		tok_ids_free(&b->ids[d]);
+	}
+	free(b);
+}
+
 static int
 cmd_encode(const struct opts *o, char **files, int nfiles)
 {
@@ -339,15 +412,13 @@ cmd_encode(const struct opts *o, char **files, int nfiles)
 	struct v_atomic out;
 	struct ts_writer w;
 	struct v_progress pg;
-	int nt = o->threads, err;
+	int nt = o->threads, err = V_OK;
 
 	load(o->tokenizer, &t);
 	struct tok_enc **enc = calloc((size_t)nt, sizeof *enc);
 	struct tok_stats *st = calloc((size_t)nt, sizeof *st);
-	struct tok_buf *docs = calloc(BATCH_DOCS, sizeof *docs);
-	struct tok_ids *ids = calloc(BATCH_DOCS, sizeof *ids);
-	int *errs = calloc(BATCH_DOCS, sizeof *errs);
-	if (!enc || !st || !docs || !ids || !errs)
+	struct batch *cur = calloc(1, sizeof *cur), *next = calloc(1, sizeof *next);
+	if (!enc || !st || !cur || !next)
 		cli_fatal(v_error(V_ERR_NOMEM, "out of memory"));
 	for (int i = 0; i < nt; i++)
 		if ((err = tok_enc_new(t, &enc[i])))
@@ -362,42 +433,29 @@ cmd_encode(const struct opts *o, char **files, int nfiles)
 	}
 	reader_init(&r, files, nfiles, o);
 	v_progress_init(&pg, stderr, o->progress, "encode", "", V_UNIT_BYTES, 0);
-	for (;;) {
-		size_t nd = 0, bytes = 0;
-		while (nd < BATCH_DOCS && bytes < BATCH_BYTES &&
-		    (err = next_doc(&r, &docs[nd])) == 1)
-			bytes += docs[nd++].n;
-		if (err < 0 || nd == 0)
-			break;
-		#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-		for (size_t d = 0; d < nd; d++) {
-			int me = 0;
-#ifdef _OPENMP
-			me = omp_get_thread_num();
-#endif
-			ids[d].n = 0;
-			errs[d] = tok_ids_push(&ids[d], TOK_BOS);
-			if (!errs[d])
-				errs[d] = tok_encode(enc[me], docs[d].p ? docs[d].p : "",
-				    docs[d].n, &ids[d], &st[me]);
-			if (!errs[d])
-				errs[d] = tok_ids_push(&ids[d], TOK_EOS);
+
+	/* One thread reads the next batch and writes the last while the
+	 * others (and it, when it waits) encode the current one. */
+	#pragma omp parallel num_threads(nt)
+	#pragma omp single
+	{
+		err = batch_read(&r, cur);
+		if (!err)
+			batch_spawn(cur, enc, st);
+		while (!err && cur->n > 0) {
+			int rerr = batch_read(&r, next);
+			#pragma omp taskwait
+			if (!rerr && next->n > 0)
+				batch_spawn(next, enc, st);
+			err = batch_write(cur, &w);
+			if (!err)
+				err = rerr;
+			v_progress_update(&pg, r.bytes);
+			struct batch *x = cur;
+			cur = next;
+			next = x;
 		}
-		for (size_t d = 0; d < nd && err >= 0; d++) {
-			if (errs[d])
-				err = errs[d];
-			else
-				err = ts_write_doc(&w, ids[d].v, ids[d].n);
-			/* A huge document should not keep its memory. */
-			if (docs[d].cap > ((size_t)16 << 20))
-				tok_buf_free(&docs[d]);
-			if (ids[d].cap > ((size_t)4 << 20))
-				tok_ids_free(&ids[d]);
-		}
-		if (err < 0)
-			break;
-		v_progress_update(&pg, r.bytes);
-		err = 0;
+		#pragma omp taskwait
 	}
 	v_progress_finish(&pg);
 	struct tok_stats sum = { 0 };
@@ -415,13 +473,8 @@ cmd_encode(const struct opts *o, char **files, int nfiles)
 		v_atomic_abort(&out);
 	report(&r, &sum);
 	reader_free(&r);
-	for (size_t d = 0; d < BATCH_DOCS; d++) {
-		tok_buf_free(&docs[d]);
-		tok_ids_free(&ids[d]);
-	}
-	free(docs);
-	free(ids);
-	free(errs);
+	batch_free(cur);
+	batch_free(next);
 	free(enc);
 	free(st);
 	tok_free(t);
