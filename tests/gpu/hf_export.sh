@@ -26,7 +26,7 @@ fi
 "$bin/vckpt" export -t "$work/tokenizer.json" --hf "$work/hf" "$ckpt" || exit 1
 prompt="[Intervenant 1:] Bonjour, je voudrais"
 "$bin/vgen" --device cpu -m "$ckpt" -t "$tok" -p "$prompt" -n 48 \
-    --temperature 0 --confidence="$work/c.jsonl" >"$work/text" || exit 1
+    --temperature 0 --repeat-penalty 1 --confidence="$work/c.jsonl" >"$work/text" || exit 1
 status=0
 for dt in float32 bfloat16; do
 	echo "# transformers in $dt"

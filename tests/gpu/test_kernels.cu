@@ -435,32 +435,50 @@ static void test_gated(int act)
 	cudaFree(dgu); cudaFree(dhh); cudaFree(ddh); cudaFree(ddgu);
 }
 
-static void test_xent(void)
+// V: logits a row; Vu of them used (the rest padding, whose gradient must
+// be 0).  V a multiple of 8 takes the 16-byte path.
+static void test_xent(int V, int Vu)
 {
-	int N = 129, V = 5000;
+	int N = 129;
 	float scale = 0.75f;
-	vec z = randn((size_t)N * V, 3.0f);
+	vec z = randn((size_t)N * V, 3.0f), zu((size_t)N * Vu);
+	for (int n = 0; n < N; n++)
+		memcpy(&zu[(size_t)n * Vu], &z[(size_t)n * V], Vu * 4);
 	std::vector<int32_t> t(N);
 	for (auto &e : t)
-		e = (int32_t)(urand() * V) % V;
-	vec dz((size_t)N * V);
+		e = (int32_t)(urand() * Vu) % Vu;
+	vec dz((size_t)N * Vu);
 	double loss, ent;
-	vlm_xent(dz.data(), &loss, &ent, z.data(), t.data(), N, V, scale);
+	vlm_xent(dz.data(), &loss, &ent, zu.data(), t.data(), N, Vu, scale);
 	int32_t *dt;
 	CK(cudaMalloc(&dt, N * 4));
 	CK(cudaMemcpy(dt, t.data(), N * 4, cudaMemcpyHostToDevice));
 	bf16 *dzz = dev_b(z), *ddz = (bf16 *)dev_poison((size_t)N * V, 2);
 	float *dl = (float *)dev_poison(N, 4), *de = (float *)dev_poison(N, 4);
-	OP(vk_xent(ddz, dl, de, dzz, dt, N, V, V, scale / N, 0));
-	vec l = get_f(dl, N), e = get_f(de, N);
+	OP(vk_xent(ddz, dl, de, dzz, dt, N, V, Vu, scale / N, 0));
+	vec l = get_f(dl, N), e = get_f(de, N), g = get_b(ddz, (size_t)N * V);
 	double ls = 0, es = 0;
 	for (int i = 0; i < N; i++) {
 		ls += l[i];
 		es += e[i];
 	}
-	check("cross-entropy: mean loss", vec{ (float)(ls / N) }, vec{ (float)loss }, 1e-5);
-	check("cross-entropy: mean entropy", vec{ (float)(es / N) }, vec{ (float)ent }, 1e-5);
-	check("cross-entropy: logit gradients", get_b(ddz, dz.size()), dz, TOL_BF16);
+	vec gu((size_t)N * Vu);
+	size_t pad_bad = 0;
+	for (int n = 0; n < N; n++) {
+		memcpy(&gu[(size_t)n * Vu], &g[(size_t)n * V], Vu * 4);
+		for (int i = Vu; i < V; i++)
+			pad_bad += g[(size_t)n * V + i] != 0.0f;
+	}
+	char what[96];
+	snprintf(what, sizeof what, "cross-entropy V=%d used %d: mean loss", V, Vu);
+	check(what, vec{ (float)(ls / N) }, vec{ (float)loss }, 1e-5);
+	snprintf(what, sizeof what, "cross-entropy V=%d used %d: mean entropy", V, Vu);
+	check(what, vec{ (float)(es / N) }, vec{ (float)ent }, 1e-5);
+	snprintf(what, sizeof what, "cross-entropy V=%d used %d: logit gradients", V, Vu);
+	check(what, gu, dz, TOL_BF16);
+	if (V > Vu)
+		ok(pad_bad == 0, "cross-entropy V=%d used %d: padding gradients are 0 "
+		    "(%zu are not)", V, Vu, pad_bad);
 	cudaFree(dt); cudaFree(dzz); cudaFree(ddz); cudaFree(dl); cudaFree(de);
 }
 
@@ -694,7 +712,10 @@ int main(int argc, char **argv)
 	test_attention(2, 17, 3, 3, 64, 0);
 	for (int a = 0; a < 3; a++)
 		test_gated(a);
-	test_xent();
+	test_xent(5000, 5000);
+	test_xent(1024, 1000);
+	test_xent(1003, 1003);
+	test_xent(1003, 990);
 	test_sum();
 	test_velvet(0, 0);
 	test_velvet(1, 0);
