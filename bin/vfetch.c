@@ -46,6 +46,9 @@ main(int argc, char **argv)
 	http_opts_default(&o.http);
 	o.format = -1;
 	o.split = "train";
+	/* The Hugging Face tools' own switch for "no network" is honoured. */
+	const char *hoff = getenv("HF_HUB_OFFLINE");
+	o.offline = hoff != NULL && (strcmp(hoff, "1") == 0 || strcmp(hoff, "true") == 0);
 	o.endpoint = getenv("HF_ENDPOINT");
 	if (o.endpoint == NULL || *o.endpoint == '\0')
 		o.endpoint = FETCH_ENDPOINT;

@@ -95,6 +95,8 @@ like err 'no subset "Opera"' "an unknown subset is named"
 kill $srv; wait $srv 2>/dev/null; srv=""
 run 0 vfetch --cache c --endpoint "http://127.0.0.1:9" --offline claire
 same out claire.jsonl "--offline works from the cache with no server"
+run 0 env HF_HUB_OFFLINE=1 vfetch --cache c --endpoint "http://127.0.0.1:9" claire
+same out claire.jsonl "HF_HUB_OFFLINE=1 is --offline"
 run 1 vfetch --cache c --offline --split all claire
 like err 'not in the cache' "--offline names what the cache lacks"
 run 1 vfetch --cache empty --offline claire
@@ -158,10 +160,10 @@ ok $? "and leaves nothing in the cache"
 serve --token s3cret
 run 1 vfetch --cache c6 --endpoint "$EP" claire
 like err 'HTTP 401.*HF_TOKEN' "401 without a token says to set HF_TOKEN"
-HF_TOKEN=wrong run 1 vfetch --cache c6 --endpoint "$EP" claire
+run 1 env HF_TOKEN=wrong vfetch --cache c6 --endpoint "$EP" claire
 like err 'HTTP 401.*not accepted' "401 with a wrong token"
 : > log
-HF_TOKEN=s3cret run 0 vfetch --cache c6 --endpoint "$EP" claire
+run 0 env HF_TOKEN=s3cret vfetch --cache c6 --endpoint "$EP" claire
 same out claire.jsonl "with the right token it works"
 like log '^hub .*auth=yes' "the hub gets the token"
 unlike log '^cdn .*auth=yes' "the redirected host never does"
