@@ -5,6 +5,8 @@
 # the cache and --offline; TinyStories, URLs, local files and archives.
 . "${0%/*}/../lib.sh"
 
+# Nothing from the caller's Hugging Face settings leaks into the tests.
+unset HF_TOKEN HF_ENDPOINT HF_HUB_OFFLINE
 FX="$VESPER_SRC/tests/fetch"
 CL="$FX/hub/OpenLLM-France/Claire-Dialogue-French-0.1"
 # The loopback hub's commit for the branch main (hubserver.py: sha1 of the
