@@ -5,6 +5,8 @@
 # torch or transformers is missing.
 #   sh tests/gpu/hf_export.sh [CHECKPOINT TOKENIZER.bpe]
 # Without a checkpoint it trains the small pipeline's tiny model first.
+# vgen decodes greedily (temperature 0, no repetition penalty) so that its
+# tokens are transformers' argmax.
 set -u
 src=${VESPER_SRC:-.}
 bin=${VESPER_BIN:-$src/build/bin}

@@ -56,8 +56,15 @@ for k, g in enumerate(gen):
     h = -(row.exp() * row).sum().item() / math.log(2)
     worst_p = max(worst_p, abs(p - g["p"]))
     worst_h = max(worst_h, abs(h - g["entropy"]))
-    argmax_same += int(row.argmax().item() == g["id"])
+    # Greedy vgen took its own argmax; in bf16 a near-tie may fall the
+    # other way, so there the chosen token need only be within TOL_P of
+    # transformers' best.
+    best = math.exp(row.max().item())
+    argmax_same += int(row.argmax().item() == g["id"] or
+                       (dtype == "bfloat16" and p >= best - TOL_P))
 ok(worst_p <= TOL_P, f"p of every token within {TOL_P} (worst {worst_p:.2e})")
 ok(worst_h <= TOL_H, f"entropy within {TOL_H} bits (worst {worst_h:.2e})")
-ok(argmax_same == len(gen), f"greedy vgen tokens are transformers' argmax ({argmax_same}/{len(gen)})")
+ok(argmax_same == len(gen),
+   f"greedy vgen tokens are transformers' argmax{' or a near-tie' if dtype == 'bfloat16' else ''} "
+   f"({argmax_same}/{len(gen)})")
 print(f"1..{n}")
