@@ -274,6 +274,11 @@ run 0 vfetch oddname
 python3 texts.py < out > /dev/null
 ok $? "a file name that is not UTF-8 still gives valid JSON"
 like out "$(printf '"id":"oddname/nom\357\277\275[.]txt/0"')" "its bad byte becomes U+FFFD in the id"
+if [ -w /dev/full ]; then
+	vfetch corpus/a.txt > /dev/full 2>err
+	ok $(($? != 1)) "a full standard output is an error"
+	like err 'standard output: write error' "saying so"
+fi
 run 1 vfetch no-such-file.txt
 like err 'no-such-file.txt' "a missing file is named"
 

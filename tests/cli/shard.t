@@ -213,6 +213,12 @@ fi
 run 0 vshard --level 19 --shard-tokens 20000 -o killed huge.tok
 run 0 vshard verify killed
 
+if [ -w /dev/full ]; then
+	vshard cat d > /dev/full 2>err
+	ok $(($? != 1)) "cat to a full standard output fails"
+	like err 'standard output: write error' "saying so"
+fi
+
 # Usage.
 run 2 vshard s.tok
 like err '^vshard: -o dir is required' "-o is required"
