@@ -138,6 +138,9 @@ def load_scenes(path):
 
 
 SLOT_RE = re.compile(r"\{([a-z_0-9]+)\}")
+CONTRACTIONS = [(re.compile(r"\b" + a + r"(?= )"), b) for a, b in [
+    ("à le", "au"), ("à les", "aux"), ("de le", "du"), ("de les", "des"),
+    ("de des", "de"), ("de du", "de"), ("de de la", "de la")]]
 SENT_START_RE = re.compile(r"(^|[.!?] )([a-zàâçéèêëîïôûùüÿœ])")
 
 
@@ -155,6 +158,11 @@ def fill(text, scene, chosen, rng, pii):
     # A slot's value may itself hold slots ({heure} inside a time phrase).
     for _ in range(3):
         text = SLOT_RE.sub(sub, text)
+    # French contracts a preposition with the article a slot brings:
+    # "à {lieu}" with "le musée" is "au musée", "un kilo de {legume}" with
+    # "des tomates" is "un kilo de tomates".
+    for pat, rep in CONTRACTIONS:
+        text = pat.sub(rep, text)
     # A slot value opening a sentence ("{boisson}, s'il vous plaît.") takes
     # a capital; "…" is left alone since speech often goes on after it.
     return SENT_START_RE.sub(lambda m: m.group(1) + m.group(2).upper(), text)
@@ -216,7 +224,7 @@ def compose(scene, rng, names):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=2026)
-    ap.add_argument("--dialogues", type=int, default=1400)
+    ap.add_argument("--dialogues", type=int, default=600)
     ap.add_argument("--scenes", default=os.path.join(HERE, "scenes"))
     args = ap.parse_args()
     rng = random.Random(args.seed)
