@@ -1,6 +1,7 @@
 #!/bin/sh
 # gen.sh: CPU decode speed of vgen's inference (lib/infer) for presets.
-#   sh bench/gen.sh [preset...]        (default: tiny small)
+#   sh bench/gen.sh                  tiny (vocab 2048, as the demo) and small
+#   sh bench/gen.sh [-V vocab] preset...
 # Builds bench/gen_bench.c against $B/lib/libvesper.a (B=build unless set)
 # and prints a Markdown table.  OMP_NUM_THREADS sets the threads.
 set -eu
@@ -13,6 +14,11 @@ cc -O2 -g -std=c11 -Wall -Wextra -fopenmp -D_DEFAULT_SOURCE \
     $(pkg-config --cflags openblas jansson) -o "$B/bench/gen_bench" \
     bench/gen_bench.c "$B/lib/libvesper.a" \
     $(pkg-config --libs openblas jansson libcrypto libxxhash libzstd) -lm
-[ $# -gt 0 ] || set -- tiny small
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-all}"
-"$B/bench/gen_bench" "$@"
+if [ $# -eq 0 ]; then
+	"$B/bench/gen_bench" -V 2048 tiny
+	echo
+	"$B/bench/gen_bench" small
+else
+	"$B/bench/gen_bench" "$@"
+fi

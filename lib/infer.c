@@ -2,6 +2,7 @@
  * forward step with its key/value cache. */
 #include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,27 @@ dot_f32(const float *restrict w, const float *restrict x, int n)
 	for (int i = 0; i < n; i++)
 		s += w[i] * x[i];
 	return s;
+}
+
+/* Four inputs against one row: the row is loaded once for all four. */
+KERNEL static void
+dot4_f32(const float *restrict w, const float *restrict x, size_t ldx, int n,
+    float *restrict out)
+{
+	const float *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
+	float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+:s0, s1, s2, s3)
+	for (int i = 0; i < n; i++) {
+		float wi = w[i];
+		s0 += wi * x0[i];
+		s1 += wi * x1[i];
+		s2 += wi * x2[i];
+		s3 += wi * x3[i];
+	}
+	out[0] = s0;
+	out[1] = s1;
+	out[2] = s2;
+	out[3] = s3;
 }
 
 KERNEL static float
@@ -233,6 +255,38 @@ dot_row(const struct infer_mat *m, int r, const float *x,
 	}
 }
 
+/* Rows expanded to fp32, for the batched products and the embedding. */
+KERNEL static void
+expand_bf16(const uint16_t *restrict w, float *restrict out, int n)
+{
+#pragma omp simd
+	for (int i = 0; i < n; i++)
+		out[i] = v_bf16_to_f32(w[i]);
+}
+
+KERNEL static void
+expand_q8(const int8_t *restrict w, float s, float *restrict out, int n)
+{
+#pragma omp simd
+	for (int i = 0; i < n; i++)
+		out[i] = (float)w[i] * s;
+}
+
+KERNEL static void
+expand_q4(const uint8_t *restrict w, const float *restrict sc, int group,
+    float *restrict out, int n)
+{
+	for (int g = 0; g < n / group; g++) {
+		const uint8_t *wg = w + g * (group / 2);
+		float *o = out + g * group, s = sc[g];
+#pragma omp simd
+		for (int j = 0; j < group / 2; j++) {
+			o[2 * j] = (float)((int)(wg[j] & 15) - 8) * s;
+			o[2 * j + 1] = (float)((int)(wg[j] >> 4) - 8) * s;
+		}
+	}
+}
+
 void
 infer_mat_row(const struct infer_mat *m, int r, float *out)
 {
@@ -242,27 +296,15 @@ infer_mat_row(const struct infer_mat *m, int r, float *out)
 	case INFER_F32:
 		memcpy(out, (const float *)m->w + rc, (size_t)n * sizeof *out);
 		break;
-	case INFER_BF16: {
-		const uint16_t *w = (const uint16_t *)m->w + rc;
-		for (int i = 0; i < n; i++)
-			out[i] = v_bf16_to_f32(w[i]);
+	case INFER_BF16:
+		expand_bf16((const uint16_t *)m->w + rc, out, n);
 		break;
-	}
-	case INFER_Q8: {
-		const int8_t *w = (const int8_t *)m->w + rc;
-		for (int i = 0; i < n; i++)
-			out[i] = (float)w[i] * m->scale[r];
+	case INFER_Q8:
+		expand_q8((const int8_t *)m->w + rc, m->scale[r], out, n);
 		break;
-	}
-	default: {
-		const uint8_t *w = (const uint8_t *)m->w + rc / 2;
-		const float *sc = m->scale + (size_t)r * (size_t)(n / m->group);
-		for (int i = 0; i < n; i += 2) {
-			float s = sc[i / m->group];
-			out[i] = (float)((int)(w[i / 2] & 15) - 8) * s;
-			out[i + 1] = (float)((int)(w[i / 2] >> 4) - 8) * s;
-		}
-	}
+	default:
+		expand_q4((const uint8_t *)m->w + rc / 2, m->scale + (size_t)r *
+		    (size_t)(n / m->group), m->group, out, n);
 	}
 }
 
@@ -287,6 +329,9 @@ infer_mat_bytes(const struct infer_mat *m)
 /* Rows expanded to fp32 at a time for a batched product: 128 rows of
  * 2048 inputs are 1 MB, which stays in a core's cache for BLAS. */
 #define TILE_ROWS 128
+/* Up to this many inputs, rows meet the inputs in our own loops; beyond,
+ * BLAS's packing pays for itself. */
+#define SMALL_BATCH 16
 
 int
 infer_matmul(const struct infer_mat *m, const float *x, float *y, int n)
@@ -302,6 +347,55 @@ infer_matmul(const struct infer_mat *m, const float *x, float *y, int n)
 		for (int r = 0; r < R; r++)
 			y[r] = dot_row(m, r, x, &q4);
 		q4_in_free(&q4);
+		return V_OK;
+	}
+	if (n <= SMALL_BATCH) {
+		/* A few inputs (a batched decode step): each row, expanded to
+		 * fp32 once if it is not already, meets every input while it
+		 * is in the cache.  BLAS would first copy the whole matrix into
+		 * its own layout, which costs more than the products here. */
+		int nth = work >= PAR_MIN_WORK ? omp_get_max_threads() : 1;
+		float *rows = NULL;
+		if (m->type != INFER_F32 && (rows = malloc((size_t)nth *
+		    (size_t)K * sizeof *rows)) == NULL)
+			return v_error(V_ERR_NOMEM, "matrix product: out of memory");
+		/* Rows in blocks of RB, their outputs gathered in ob so that y
+		 * is written a cache line at a time, not one float in each of
+		 * n distant lines per row. */
+		enum { RB = 16 };
+		int nblk = (R + RB - 1) / RB;
+#pragma omp parallel num_threads(nth)
+		{
+			float *row = rows ? rows + (size_t)omp_get_thread_num() *
+			    (size_t)K : NULL;
+			float o[4], ob[SMALL_BATCH][RB];
+#pragma omp for schedule(static)
+			for (int blk = 0; blk < nblk; blk++) {
+				int r0 = blk * RB, nr = R - r0 < RB ? R - r0 : RB;
+				for (int rr = 0; rr < nr; rr++) {
+					const float *wr = (const float *)m->w +
+					    (size_t)(r0 + rr) * K;
+					if (row != NULL) {
+						infer_mat_row(m, r0 + rr, row);
+						wr = row;
+					}
+					int b = 0;
+					for (; b + 4 <= n; b += 4) {
+						dot4_f32(wr, x + (size_t)b * K,
+						    (size_t)K, K, o);
+						for (int k = 0; k < 4; k++)
+							ob[b + k][rr] = o[k];
+					}
+					for (; b < n; b++)
+						ob[b][rr] = dot_f32(wr, x +
+						    (size_t)b * K, K);
+				}
+				for (int b = 0; b < n; b++)
+					memcpy(y + (size_t)b * R + r0, ob[b],
+					    (size_t)nr * sizeof(float));
+			}
+		}
+		free(rows);
 		return V_OK;
 	}
 	if (m->type == INFER_F32) {
