@@ -376,7 +376,12 @@ make_qmat(struct qmat *q, int type, int rows, int cols, int group)
 	memset(q, 0, sizeof *q);
 	q->deq = malloc(e * sizeof *q->deq);
 	q->m = (struct infer_mat){ type, rows, cols, group, NULL, NULL };
-	if (type == INFER_BF16) {
+	if (type == INFER_F32) {
+		float *f = malloc(e * sizeof *f);
+		for (size_t i = 0; i < e; i++)
+			q->deq[i] = f[i] = (float)urand();
+		q->w = f;
+	} else if (type == INFER_BF16) {
 		uint16_t *h = malloc(e * sizeof *h);
 		for (size_t i = 0; i < e; i++) {
 			h[i] = v_f32_to_bf16((float)urand());
@@ -429,11 +434,13 @@ static void
 test_kernels(void)
 {
 	static const struct { int type, group; const char *name; } k[] = {
-		{ INFER_BF16, 0, "bf16" }, { INFER_Q8, 0, "int8" },
+		{ INFER_F32, 0, "f32" }, { INFER_BF16, 0, "bf16" },
+		{ INFER_Q8, 0, "int8" },
 		{ INFER_Q4, 32, "int4 g32" }, { INFER_Q4, 64, "int4 g64" },
 		{ INFER_Q4, 128, "int4 g128" },
 	};
-	int rows = 300, cols = 384, n = 5;
+	/* n above the 16 inputs of the small-batch loops: the BLAS tiles. */
+	int rows = 300, cols = 384, n = 20;
 	float *x = malloc((size_t)n * cols * sizeof *x);
 	float *y = malloc((size_t)n * rows * sizeof *y);
 	double *ref = malloc((size_t)n * rows * sizeof *ref);
@@ -458,11 +465,14 @@ test_kernels(void)
 		 * rows of the batched path). */
 		infer_matmul(&q.m, x, y, 1);
 		double e1 = max_rel(y, ref, rows);
+		infer_matmul(&q.m, x, y, 5);
+		double e5 = max_rel(y, ref, 5 * rows);
 		infer_matmul(&q.m, x, y, n);
 		double en = max_rel(y, ref, n * rows);
-		ok(e1 < 1e-5 && en < 1e-5, "%s matvec%s == the dequantised fp32 "
-		    "product (relative error %.2g for 1 input, %.2g for %d)",
-		    k[i].name, simd ? " (AVX2)" : "", e1, en, n);
+		ok(e1 < 1e-5 && e5 < 1e-5 && en < 1e-5, "%s matvec%s == the "
+		    "dequantised fp32 product (relative error %.2g for 1 input, "
+		    "%.2g for 5, %.2g for %d)", k[i].name, simd ? " (AVX2)" : "",
+		    e1, e5, en, n);
 		int same = 1;
 		for (int r = 0; r < rows; r += 37) {
 			infer_mat_row(&q.m, r, row);
