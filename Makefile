@@ -93,6 +93,17 @@ $(B)/lib/vesper/libvesper_cuda.so: $(CU_OBJ)
 	@mkdir -p $(@D)
 	$(NVCC) $(CUDA_ARCH) -shared -o $@ $^ $(CUDA_LIBS)
 
+# The MPI shim of lib/dp.h (data parallel), built when Open MPI's mpicc
+# exists (MPICC= turns it off).  vtrain loads it with dlopen only when a
+# launcher started several ranks, so no program links libmpi.
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+MPI_SO := $(if $(MPICC),$(B)/lib/vesper/libvesper_mpi.so)
+build: $(MPI_SO)
+
+$(B)/lib/vesper/libvesper_mpi.so: lib/dp_mpi/dp_mpi.c lib/dp.h lib/verr.h
+	@mkdir -p $(@D)
+	$(MPICC) -O2 -g -std=c11 -Wall -Wextra -fPIC -shared -o $@ lib/dp_mpi/dp_mpi.c
+
 # The tests find the programs through VESPER_BIN and their data through
 # VESPER_SRC; each shell test works in a scratch directory of its own.
 TEST_ENV = VESPER_BIN=$(abspath $(B)/bin) VESPER_SRC=$(CURDIR) \
@@ -182,6 +193,8 @@ install: all
 	install -m 644 $(B)/lib/libvesper.a $(DESTDIR)$(PREFIX)/lib/
 	$(if $(CUDA_SO),install -d $(DESTDIR)$(PREFIX)/lib/vesper && \
 		install -m 755 $(CUDA_SO) $(DESTDIR)$(PREFIX)/lib/vesper/)
+	$(if $(MPI_SO),install -d $(DESTDIR)$(PREFIX)/lib/vesper && \
+		install -m 755 $(MPI_SO) $(DESTDIR)$(PREFIX)/lib/vesper/)
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 644 $(wildcard man/man5/*.5) $(DESTDIR)$(PREFIX)/share/man/man5/
 	install -m 644 $(wildcard man/man7/*.7) $(DESTDIR)$(PREFIX)/share/man/man7/

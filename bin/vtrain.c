@@ -5,7 +5,14 @@
  * norm, one Velvet step at the scheduled learning rate; evaluate, log,
  * checkpoint on their own periods.  Everything that decides the next step
  * (weights, moments, step, data position, random state, running loss, the
- * settings) is in a checkpoint, so that a resumed run continues bit for bit. */
+ * settings) is in a checkpoint, so that a resumed run continues bit for bit.
+ *
+ * Data parallel (lib/dp.h): under mpirun or srun each rank runs its share of
+ * the micro-batches of every step, the gradients are summed over the ranks
+ * in a fixed order before clipping and the step, and rank 0 alone
+ * evaluates, logs and writes checkpoints.  The global batch, the data
+ * position and so the checkpoints are the same whatever the number of
+ * ranks, so a run may resume on another number of them. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -17,6 +24,7 @@
 
 #include "../lib/backend.h"
 #include "../lib/ckpt.h"
+#include "../lib/dp.h"
 #include "../lib/shard_reader.h"
 #include "../lib/train.h"
 #include "../lib/trainer.h"
@@ -53,6 +61,16 @@ enum { M_PRESET, M_LAYERS, M_DIM, M_HEADS, M_KV, M_HIDDEN, M_CTX, M_ACT,
 #define VTRAIN_GPU_PEAK 989e12
 
 static volatile sig_atomic_t stop_signal;
+
+/* The run's ranks; a rank that exits early takes the others with it. */
+static struct dp dp;
+
+static void
+dp_exit(void)
+{
+	if (!dp.closed)
+		dp_abort(&dp, 1);
+}
 
 static void
 on_stop(int sig)
@@ -534,12 +552,23 @@ main(int argc, char **argv)
 		cli_bad_usage("both -d (the shard directory) and -o (the checkpoint "
 		    "directory) are needed");
 	cli_signals();
+	if ((err = dp_open(&dp)) != V_OK)
+		cli_fatal(err);
+	atexit(dp_exit);
+	static char rank_prog[32];
+	if (dp.rank > 0) {
+		/* Messages name their rank; the run's report is rank 0's. */
+		snprintf(rank_prog, sizeof rank_prog, "vtrain[%d]", dp.rank);
+		cli_prog = rank_prog;
+	}
 
 	/* The data, and what it says about the tokenizer. */
 	struct shard_reader *train, *val;
 	if ((err = shard_reader_open(&train, o.data, SHARD_TRAIN)) != V_OK)
 		cli_fatal(err);
 	if ((err = shard_reader_open(&val, o.data, SHARD_VAL)) != V_OK)
+		cli_fatal(err);
+	if ((err = shard_reader_set_stride(train, dp.rank, dp.size)) != V_OK)
 		cli_fatal(err);
 	int vocab = (int)shard_reader_vocab(train);
 	char tok[65];
@@ -609,6 +638,11 @@ main(int argc, char **argv)
 		cli_bad_usage("--batch-tokens %ld is not a multiple of --micro-batch "
 		    "x --seq = %ld", s->batch_tokens, per_micro);
 	long accum = s->batch_tokens / per_micro;
+	if (accum % dp.size != 0)
+		cli_bad_usage("--batch-tokens %ld is %ld micro-batches of %ld tokens, "
+		    "which %d ranks cannot share evenly", s->batch_tokens, accum,
+		    per_micro, dp.size);
+	long local = accum / dp.size;	/* this rank's micro-batches per step */
 	if (s->warmup < 0)
 		s->warmup = s->steps / 20;
 	if (s->min_lr < 0)
@@ -625,12 +659,32 @@ main(int argc, char **argv)
 		else
 			cli_warn("the CUDA backend cannot train yet; using the CPU");
 	}
+	if (dp.size > 1 && ops->set_grads == NULL)
+		cli_die("the %s backend cannot train data parallel yet", ops->name);
+	if (dp.size > 1 && ops != &vlm_cpu_trainer) {
+		/* One GPU per rank of a node: the launcher's local rank. */
+		const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+		int n = 0;
+		if (lr == NULL)
+			lr = getenv("SLURM_LOCALID");
+		if (lr != NULL && be.cuda->device_count(&n) == 0 && n > 0 &&
+		    be.cuda->set_device(atoi(lr) % n) != 0)
+			cli_die("cannot select GPU %d: %s", atoi(lr) % n,
+			    be.cuda->last_error());
+	}
 	void *st;
 	size_t P = (size_t)vlm_param_count(&cfg);
 	float *params = malloc(P * sizeof *params);
 	float *mom1 = calloc(P, sizeof *mom1), *mom2 = calloc(P, sizeof *mom2);
 	int32_t *batch = malloc(sizeof *batch * (size_t)B * (size_t)(T + 1));
-	if (params == NULL || mom1 == NULL || mom2 == NULL || batch == NULL)
+	/* Per step and rank: the micro-batches' losses and entropies, and
+	 * whether a signal asks to stop; gathered from every rank. */
+	size_t W = 2 * (size_t)local + 1;
+	double *mine = malloc(W * sizeof *mine);
+	double *every = malloc(W * (size_t)dp.size * sizeof *every);
+	float *grads = dp.size > 1 ? malloc(P * sizeof *grads) : NULL;
+	if (params == NULL || mom1 == NULL || mom2 == NULL || batch == NULL ||
+	    mine == NULL || every == NULL || (dp.size > 1 && grads == NULL))
 		cli_die("out of memory for %zu parameters", P);
 	if ((err = ops->create(&cfg, B, T, &st)) != V_OK)
 		cli_fatal(err);
@@ -644,33 +698,48 @@ main(int argc, char **argv)
 	} else if ((err = train_init_params(&cfg, &lp.rng, params)) != V_OK) {
 		cli_fatal(err);
 	}
+	/* Every rank computed or read the same state; rank 0's is the one that
+	 * counts, so the ranks cannot start apart. */
+	if ((err = dp_bcast(&dp, params, P * sizeof *params)) != V_OK ||
+	    (err = dp_bcast(&dp, mom1, P * sizeof *mom1)) != V_OK ||
+	    (err = dp_bcast(&dp, mom2, P * sizeof *mom2)) != V_OK ||
+	    (err = dp_bcast(&dp, &lp, sizeof lp)) != V_OK)
+		cli_fatal(err);
 	if ((err = ops->set_params(st, params)) != V_OK ||
 	    (err = ops->set_moments(st, mom1, mom2)) != V_OK)
 		cli_fatal(err);
 	int have_val = shard_reader_tokens(val) > 0;
-	if (!have_val && s->eval_every > 0)
+	if (!have_val && s->eval_every > 0 && dp.rank == 0)
 		cli_warn("%s has no validation split; no evaluation", o.data);
 
 	/* Metrics, appended to across resumed runs. */
 	char mpath[4096];
-	FILE *mf;
-	if ((err = v_mkdir_p(o.out)) != V_OK)
-		cli_fatal(err);
+	FILE *mf = NULL;
 	if (o.metrics == NULL)
 		snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o.out);
 	else
 		snprintf(mpath, sizeof mpath, "%s", o.metrics);
-	mf = strcmp(mpath, "-") == 0 ? stdout : fopen(mpath, "a");
-	if (mf == NULL)
-		cli_die("cannot open %s: %s", mpath, strerror(errno));
+	if (dp.rank == 0) {
+		if ((err = v_mkdir_p(o.out)) != V_OK)
+			cli_fatal(err);
+		mf = strcmp(mpath, "-") == 0 ? stdout : fopen(mpath, "a");
+		if (mf == NULL)
+			cli_die("cannot open %s: %s", mpath, strerror(errno));
+	}
 
-	cli_warn("%s: %llu parameters (%d layers, width %d, %d heads, %d "
-	    "key/value, MLP %d, %s%s); batch %ld tokens = %ld x %d x %d; "
-	    "steps %ld to %ld", ops == &vlm_cpu_trainer ? "cpu" : be.name,
-	    (unsigned long long)P, cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads,
-	    cfg.hidden, vlm_act_name(cfg.act), cfg.tie ? ", tied head" : "",
-	    s->batch_tokens, accum, B, T,
-	    lp.step + 1, s->stop_at && s->stop_at < s->steps ? s->stop_at : s->steps);
+	if (dp.rank == 0)
+		cli_warn("%s: %llu parameters (%d layers, width %d, %d heads, %d "
+		    "key/value, MLP %d, %s%s); batch %ld tokens = %ld x %d x %d; "
+		    "steps %ld to %ld", ops == &vlm_cpu_trainer ? "cpu" : be.name,
+		    (unsigned long long)P, cfg.layers, cfg.dim, cfg.heads, cfg.kv_heads,
+		    cfg.hidden, vlm_act_name(cfg.act), cfg.tie ? ", tied head" : "",
+		    s->batch_tokens, accum, B, T,
+		    lp.step + 1,
+		    s->stop_at && s->stop_at < s->steps ? s->stop_at : s->steps);
+	if (dp.rank == 0 && dp.size > 1)
+		cli_warn("data parallel: %d ranks (%s, %s), %ld micro-batch%s each "
+		    "per step", dp.size, dp.launcher, dp.mpi->library(), local,
+		    local == 1 ? "" : "es");
 
 	struct velvet_hparams h;
 	velvet_defaults(&h);
@@ -683,7 +752,8 @@ main(int argc, char **argv)
 
 	struct v_progress prog;
 	char label[160] = "train";
-	v_progress_init(&prog, stderr, o.progress ? V_PROGRESS_ON : V_PROGRESS_AUTO,
+	v_progress_init(&prog, stderr, dp.rank > 0 ? V_PROGRESS_OFF :
+	    o.progress ? V_PROGRESS_ON : V_PROGRESS_AUTO,
 	    label, "tokens", V_UNIT_ITEMS,
 	    (uint64_t)(s->steps - lp.step) * (uint64_t)s->batch_tokens);
 	catch_signals();
@@ -698,31 +768,50 @@ main(int argc, char **argv)
 	uint64_t tokens_log = lp.tokens, done = 0;
 	int status = 0;
 
-	if (lp.step >= end)
+	if (lp.step >= end && dp.rank == 0)
 		cli_warn("the checkpoint is at step %ld: nothing to do for %s %ld",
 		    lp.step, end < s->steps ? "--stop-at" : "--steps", end);
 	while (lp.step < end) {
 		long step = lp.step + 1;
 		struct shard_cursor at;
 		double lsum = 0, esum = 0;
+		int stop_now = 0;
 
 		shard_reader_tell(train, &at);
 		if (at.epoch == skip.epoch && at.position == skip.position)
-			for (long a = 0; a < accum; a++)
+			for (long a = 0; a < local; a++)
 				if ((err = shard_reader_next_batch(train, B, T, batch)) != V_OK)
 					cli_fatal(err);
 		shard_reader_tell(train, &at);
 		if ((err = ops->zero_grad(st)) != V_OK)
 			cli_fatal(err);
-		for (long a = 0; a < accum; a++) {
+		for (long a = 0; a < local; a++) {
 			float l, e;
 			if ((err = shard_reader_next_batch(train, B, T, batch)) != V_OK ||
 			    (err = ops->forward_backward(st, batch, 1.0f / accum, &l,
 			    &e)) != V_OK)
 				cli_fatal(err);
-			lsum += l;
-			esum += e;
+			mine[a] = l;
+			mine[local + a] = e;
 		}
+		mine[2 * local] = stop_signal != 0;
+		if (dp.size > 1 &&
+		    ((err = ops->get_grads(st, grads)) != V_OK ||
+		    (err = dp_allreduce_sum(&dp, grads, P)) != V_OK ||
+		    (err = ops->set_grads(st, grads)) != V_OK))
+			cli_fatal(err);
+		if ((err = dp_allgather_f64(&dp, mine, every, W)) != V_OK)
+			cli_fatal(err);
+		/* Micro-batch j of the step is rank j % size's (the reader's
+		 * stride): summed in j's order, as one process would. */
+		for (long a = 0; a < local; a++)
+			for (int r = 0; r < dp.size; r++) {
+				lsum += every[(size_t)r * W + (size_t)a];
+				esum += every[(size_t)r * W + (size_t)(local + a)];
+			}
+		for (int r = 0; r < dp.size; r++)
+			if (every[(size_t)r * W + 2 * (size_t)local] != 0)
+				stop_now = 1;
 		double loss = lsum / accum;
 		float gnorm;
 		if ((err = ops->grad_norm(st, &gnorm)) != V_OK)
@@ -775,9 +864,11 @@ main(int argc, char **argv)
 
 		int last = step == end;
 		double val_loss = -1;
-		if (have_val && s->eval_every > 0 && (step % s->eval_every == 0 || last))
+		if (dp.rank == 0 && have_val && s->eval_every > 0 &&
+		    (step % s->eval_every == 0 || last))
 			val_loss = evaluate(ops, st, val, B, T, s->eval_batches, batch);
-		if (step % s->log_every == 0 || last || val_loss >= 0) {
+		if (dp.rank == 0 && (step % s->log_every == 0 || last ||
+		    val_loss >= 0)) {
 			double now = v_now();
 			struct train_metrics m = {
 				.step = step, .tokens = lp.tokens, .loss = loss,
@@ -800,8 +891,8 @@ main(int argc, char **argv)
 		    s->steps, loss);
 		v_progress_update(&prog, done);
 
-		if ((s->ckpt_every > 0 && step % s->ckpt_every == 0) || last ||
-		    stop_signal) {
+		if (((s->ckpt_every > 0 && step % s->ckpt_every == 0) || last ||
+		    stop_now) && dp.rank == 0) {
 			if ((err = ops->get_params(st, params)) != V_OK ||
 			    (err = ops->get_moments(st, mom1, mom2)) != V_OK)
 				cli_fatal(err);
@@ -816,25 +907,35 @@ main(int argc, char **argv)
 			free(cur);
 			if (err)
 				cli_fatal(err);
+		}
+		if ((s->ckpt_every > 0 && step % s->ckpt_every == 0) || last ||
+		    stop_now) {
 			last_ckpt = step;
 			nan_retries = 0;
 		}
-		if (stop_signal) {
+		if (stop_now) {
 			v_progress_finish(&prog);
-			cli_warn("%s at step %ld; checkpoint written to %s/latest",
-			    strsignal(stop_signal), step, o.out);
+			if (dp.rank == 0)
+				cli_warn("%s at step %ld; checkpoint written to %s/latest",
+				    stop_signal ? strsignal(stop_signal) :
+				    "another rank was signalled", step, o.out);
 			status = 1;
 			break;
 		}
 	}
 	if (status == 0) {
 		v_progress_finish(&prog);
-		if (end < s->steps && lp.step == end)
+		if (end < s->steps && lp.step == end && dp.rank == 0)
 			cli_warn("stopped after step %ld of %ld as asked (--stop-at); "
 			    "resume with --resume %s/latest", end, s->steps, o.out);
 	}
-	if (mf != stdout && fclose(mf) != 0)
+	if (mf != NULL && mf != stdout && fclose(mf) != 0)
 		cli_die("%s: write failed", mpath);
+	/* Every rank has passed its last collective; rank 0's checkpoint is
+	 * on disk before any rank reports success. */
+	if ((err = dp_barrier(&dp)) != V_OK)
+		cli_fatal(err);
+	dp_close(&dp);
 	ops->destroy(st);
 	shard_reader_close(train);
 	shard_reader_close(val);
@@ -842,5 +943,8 @@ main(int argc, char **argv)
 	free(mom1);
 	free(mom2);
 	free(batch);
+	free(mine);
+	free(every);
+	free(grads);
 	return cli_exit_status(status);
 }

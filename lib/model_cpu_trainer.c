@@ -275,6 +275,14 @@ cpu_get_grads(void *st, float *g)
 }
 
 static int
+cpu_set_grads(void *st, const float *g)
+{
+	struct cpu_trainer *s = st;
+	memcpy(s->grads, g, s->P * sizeof *g);
+	return V_OK;
+}
+
+static int
 cpu_zero_grad(void *st)
 {
 	struct cpu_trainer *s = st;
@@ -520,4 +528,5 @@ const struct vlm_trainer_ops vlm_cpu_trainer = {
 	.grad_norm = cpu_grad_norm,
 	.step = cpu_step,
 	.get_logits = cpu_get_logits,
+	.set_grads = cpu_set_grads,
 };

@@ -68,6 +68,10 @@ struct vlm_trainer_ops {
 	    float grad_mul);
 	/* Logits of the last forward pass, (B, T, V), for tests. */
 	int (*get_logits)(void *st, float *out);
+	/* Replace the gradients (data parallel: the sum over the ranks, made
+	 * on the host by lib/dp.h).  NULL: this backend cannot train data
+	 * parallel through the host. */
+	int (*set_grads)(void *st, const float *g);
 };
 
 /* The CPU backend (lib/). */

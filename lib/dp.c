@@ -1,0 +1,261 @@
+/* dp.c: data parallelism over the launcher's processes (see dp.h). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dp.h"
+#include "verr.h"
+
+/* A decimal value of the environment in [0, INT_MAX]; -1 when unset. */
+static int
+env_int(const char *name, long *out)
+{
+	const char *s = getenv(name);
+	char *end;
+
+	*out = -1;
+	if (s == NULL)
+		return V_OK;
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno != 0 || v < 0 || v > INT_MAX)
+		return v_error(V_ERR_FORMAT, "%s='%s' is not a rank or size", name, s);
+	*out = v;
+	return V_OK;
+}
+
+int
+dp_launch_env(int *rank, int *size, const char **launcher)
+{
+	static const struct { const char *r, *s, *who; } v[] = {
+		{ "OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "mpirun" },
+		{ "SLURM_PROCID", "SLURM_NTASKS", "srun" },
+		{ "PMI_RANK", "PMI_SIZE", "pmi" },
+	};
+
+	*rank = 0;
+	*size = 1;
+	*launcher = "none";
+	for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+		long r, s;
+		int err;
+		if ((err = env_int(v[i].r, &r)) != V_OK ||
+		    (err = env_int(v[i].s, &s)) != V_OK)
+			return err;
+		if (r < 0 && s < 0)
+			continue;
+		if (r < 0 || s < 0)
+			return v_error(V_ERR_FORMAT, "%s is set without %s", r < 0 ?
+			    v[i].s : v[i].r, r < 0 ? v[i].r : v[i].s);
+		if (s < 1 || r >= s)
+			return v_error(V_ERR_FORMAT, "%s=%ld is not a rank of %s=%ld",
+			    v[i].r, r, v[i].s, s);
+		*rank = (int)r;
+		*size = (int)s;
+		*launcher = v[i].who;
+		return V_OK;
+	}
+	return V_OK;
+}
+
+/* The shim beside the program (build/bin -> build/lib/vesper, or
+ * PREFIX/bin -> PREFIX/lib/vesper), as the CUDA backend is found. */
+static void
+shim_path(char *path, size_t len)
+{
+	const char *env = getenv("VESPER_MPI_LIB");
+	char exe[PATH_MAX];
+	ssize_t n;
+	char *slash;
+
+	if (env != NULL && *env != '\0') {
+		snprintf(path, len, "%s", env);
+		return;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL) {
+			*slash = '\0';
+			snprintf(path, len, "%s/../lib/vesper/libvesper_mpi.so", exe);
+			return;
+		}
+	}
+	snprintf(path, len, "libvesper_mpi.so");
+}
+
+static int
+mpi_load(const struct dp_mpi_api **api)
+{
+	static char why[768];
+	char path[PATH_MAX + 64];
+	dp_mpi_api_fn fn;
+	void *h;
+
+	shim_path(path, sizeof path);
+	if (access(path, R_OK) != 0)
+		return v_error(V_ERR_NOTFOUND, "this build has no MPI support (%s not "
+		    "found: build with Open MPI's mpicc installed)", path);
+	/* Global: Open MPI loads components that look up libmpi's symbols. */
+	h = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+	if (h == NULL) {
+		snprintf(why, sizeof why, "%s", dlerror());
+		return v_error(V_ERR_UNSUPPORTED, "cannot load MPI: %s", why);
+	}
+	*(void **)&fn = dlsym(h, "vesper_mpi_api");
+	if (fn == NULL || (*api = fn(DP_MPI_ABI)) == NULL) {
+		dlclose(h);
+		return v_error(V_ERR_UNSUPPORTED, "%s: not a Vesper MPI shim of ABI %d",
+		    path, DP_MPI_ABI);
+	}
+	/* Never closed: MPI cannot be loaded twice in a process. */
+	return V_OK;
+}
+
+static int
+mpi_err(const struct dp *d, int err)
+{
+	return v_error(err, "rank %d of %d: %s", d->rank, d->size,
+	    d->mpi->last_error());
+}
+
+int
+dp_open(struct dp *d)
+{
+	int err, rank, size;
+
+	memset(d, 0, sizeof *d);
+	d->kind = DP_NONE;
+	d->size = 1;
+	d->launcher = "none";
+	if ((err = dp_launch_env(&rank, &size, &d->launcher)) != V_OK)
+		return err;
+	d->rank = rank;
+	d->size = size;
+	if (size == 1)
+		return V_OK;
+	if ((err = mpi_load(&d->mpi)) != V_OK)
+		return err;
+	if ((err = d->mpi->init(&d->rank, &d->size)) != V_OK)
+		return mpi_err(d, err);
+	d->kind = DP_MPI;
+	if (d->rank != rank || d->size != size) {
+		/* The launcher and MPI disagree: an MPI that is not the launcher's
+		 * (singletons of a foreign mpirun).  Going on would deadlock. */
+		err = v_error(V_ERR_MISMATCH, "%s says rank %d of %d, MPI (%s) says "
+		    "%d of %d: is vtrain linked to the launcher's MPI?", d->launcher,
+		    rank, size, d->mpi->library(), d->rank, d->size);
+		return err;
+	}
+	return V_OK;
+}
+
+void
+dp_close(struct dp *d)
+{
+	if (d->kind == DP_MPI && !d->closed)
+		d->mpi->finalize();
+	d->closed = 1;
+	free(d->send);
+	free(d->recv);
+	d->send = d->recv = NULL;
+	d->cap = 0;
+}
+
+void
+dp_abort(struct dp *d, int status)
+{
+	if (d->kind == DP_MPI && !d->closed)
+		d->mpi->abort(status);
+}
+
+int
+dp_bcast(struct dp *d, void *buf, size_t bytes)
+{
+	int err;
+
+	if (d->kind != DP_MPI || bytes == 0)
+		return V_OK;
+	if ((err = d->mpi->bcast(buf, bytes, 0)) != V_OK)
+		return mpi_err(d, err);
+	return V_OK;
+}
+
+int
+dp_barrier(struct dp *d)
+{
+	int err;
+
+	if (d->kind != DP_MPI)
+		return V_OK;
+	if ((err = d->mpi->barrier()) != V_OK)
+		return mpi_err(d, err);
+	return V_OK;
+}
+
+int
+dp_allgather_f64(struct dp *d, const double *mine, double *all, size_t n)
+{
+	int err;
+
+	if (d->kind != DP_MPI) {
+		memmove(all, mine, n * sizeof *all);
+		return V_OK;
+	}
+	if ((err = d->mpi->allgather_f64(mine, all, n)) != V_OK)
+		return mpi_err(d, err);
+	return V_OK;
+}
+
+void
+dp_slice(size_t n, int size, int r, size_t *lo, size_t *hi)
+{
+	size_t chunk = (n + (size_t)size - 1) / (size_t)size;
+
+	*lo = (size_t)r * chunk < n ? (size_t)r * chunk : n;
+	*hi = *lo + chunk < n ? *lo + chunk : n;
+}
+
+int
+dp_allreduce_sum(struct dp *d, float *x, size_t n)
+{
+	size_t chunk = (n + (size_t)d->size - 1) / (size_t)d->size;
+	size_t all = chunk * (size_t)d->size;
+	int err;
+
+	if (d->kind != DP_MPI || n == 0)
+		return V_OK;
+	if (all > d->cap) {
+		free(d->send);
+		free(d->recv);
+		d->send = malloc(all * sizeof *d->send);
+		d->recv = malloc(all * sizeof *d->recv);
+		d->cap = d->send && d->recv ? all : 0;
+		if (d->cap == 0)
+			return v_error(V_ERR_NOMEM, "out of memory for the gradient sum "
+			    "(%zu floats)", 2 * all);
+	}
+	/* The tail past n is padding, zero, so that every slice has one size. */
+	memcpy(d->send, x, n * sizeof *x);
+	memset(d->send + n, 0, (all - n) * sizeof *x);
+	if ((err = d->mpi->alltoall_f32(d->send, d->recv, chunk)) != V_OK)
+		return mpi_err(d, err);
+	/* This rank's slice, rank 0's part first: the same additions, in the
+	 * same order, whatever the rank. */
+	float *own = d->send + (size_t)d->rank * chunk;
+	memcpy(own, d->recv, chunk * sizeof *own);
+	for (int j = 1; j < d->size; j++) {
+		const float *part = d->recv + (size_t)j * chunk;
+		for (size_t i = 0; i < chunk; i++)
+			own[i] += part[i];
+	}
+	if ((err = d->mpi->allgather_f32(own, d->recv, chunk)) != V_OK)
+		return mpi_err(d, err);
+	memcpy(x, d->recv, n * sizeof *x);
+	return V_OK;
+}
