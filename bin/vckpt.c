@@ -1,5 +1,6 @@
 /* vckpt.c: inspect, verify, compare, convert, average, export and import
  * checkpoints (vesper-checkpoint(5)). */
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -16,6 +18,7 @@
 #include "../lib/gguf.h"
 #include "../lib/quant.h"
 #include "../lib/safetensors.h"
+#include "../lib/tok.h"
 #include "../lib/verr.h"
 #include "../lib/vio.h"
 #include "../lib/vjson.h"
@@ -687,12 +690,13 @@ static int
 cmd_init(int argc, char **argv)
 {
 	int c, vocab_used = 0;
-	const char *preset = "tiny";
+	const char *preset = "tiny", *tokfile = NULL;
 	uint64_t seed = 1;
-	while ((c = getopt(argc, argv, "+hp:s:V:")) != -1) {
+	while ((c = getopt(argc, argv, "+hp:s:t:V:")) != -1) {
 		switch (c) {
 		case 'h': cli_help();
 		case 'p': preset = optarg; break;
+		case 't': tokfile = optarg; break;
 		case 's': seed = cli_count("-s", optarg, 0, UINT64_MAX); break;
 		case 'V': vocab_used = (int)cli_int("-V", optarg, 1, 1 << 22); break;
 		default: cli_usage();
@@ -700,6 +704,17 @@ cmd_init(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		cli_usage();
+	/* A tokenizer sets the vocabulary and is recorded by its hash. */
+	char tokhex[65] = "";
+	if (tokfile != NULL) {
+		struct tok *t;
+		int e = tok_load(tokfile, &t);
+		if (e)
+			cli_fatal(e);
+		vocab_used = (int)tok_vocab_size(t);
+		snprintf(tokhex, sizeof tokhex, "%s", tok_sha256_hex(t));
+		tok_free(t);
+	}
 	struct vlm_config cfg;
 	int err = vlm_preset(preset, vocab_used, &cfg);
 	if (err)
@@ -737,7 +752,7 @@ cmd_init(int argc, char **argv)
 		cli_die("out of memory");
 	struct st_kv meta[] = {
 		{ "format", "vesper" }, { "vesper.config", js },
-		{ "vesper.tokenizer", "" }, { "vesper.step", "0" },
+		{ "vesper.tokenizer", tokhex }, { "vesper.step", "0" },
 	};
 	write_ckpt(argv[optind], &o, meta, 4);
 	free(js);
@@ -778,13 +793,16 @@ exists(const char *path)
 	return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-/* tokenizer.json beside a checkpoint: in its directory or the one above. */
+/* A tokenizer beside a checkpoint: tokenizer.json, else the Vesper
+ * tokenizer.bpe, in the checkpoint's directory or up to two above it (a
+ * pipeline keeps RUN/tokenizer.bpe beside RUN/ckpt/step-N). */
 static char *
 find_tokenizer(const char *ckpt)
 {
 	struct stat sb;
 	char buf[4096];
-	const char *tries[] = { "%s/tokenizer.json", "%s/../tokenizer.json" };
+	static const char *const names[] = { "tokenizer.json", "tokenizer.bpe" };
+	static const char *const ups[] = { "", "/..", "/../.." };
 	char *dir = xstrdup(ckpt);
 
 	if (stat(ckpt, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
@@ -794,15 +812,53 @@ find_tokenizer(const char *ckpt)
 		else
 			strcpy(dir, ".");
 	}
-	for (int i = 0; i < 2; i++) {
-		snprintf(buf, sizeof buf, tries[i], dir);
-		if (exists(buf)) {
-			free(dir);
-			return xstrdup(buf);
+	for (int n = 0; n < 2; n++)
+		for (int u = 0; u < 3; u++) {
+			snprintf(buf, sizeof buf, "%s%s/%s", dir, ups[u], names[n]);
+			if (exists(buf)) {
+				free(dir);
+				return xstrdup(buf);
+			}
 		}
-	}
 	free(dir);
 	return NULL;
+}
+
+/* Is path a JSON document (a Hugging Face tokenizer.json) rather than a
+ * Vesper tokenizer?  Its first non-blank byte says. */
+static int
+is_json_file(const char *path)
+{
+	FILE *fp = fopen(path, "rb");
+	int c = EOF;
+	if (fp == NULL)
+		return 0;
+	while ((c = getc(fp)) != EOF && (c == ' ' || c == '\t' || c == '\n' || c == '\r'))
+		;
+	fclose(fp);
+	return c == '{';
+}
+
+/* A Vesper tokenizer as a tokenizer.json at out, after checking that it is
+ * the one the checkpoint was trained with and that its ids fit the model. */
+static void
+vesper_tokenizer_json(const struct st_file *f, const struct vlm_config *cfg,
+    const char *tokfile, const char *out)
+{
+	struct tok *t;
+	int err = tok_load(tokfile, &t);
+	if (err)
+		cli_fatal(err);
+	const char *want = st_meta(f, "vesper.tokenizer");
+	if (want != NULL && *want != '\0' && strcmp(want, tok_sha256_hex(t)) != 0)
+		cli_die("%s is not the tokenizer %s was trained with (SHA-256 %s, "
+		    "the checkpoint records %s)", tokfile, f->path, tok_sha256_hex(t), want);
+	if (tok_vocab_size(t) > (uint32_t)cfg->vocab)
+		cli_die("%s: %u tokens, more than the model's %d embeddings", tokfile,
+		    tok_vocab_size(t), cfg->vocab);
+	if ((err = tok_export_hf(t, out)) != V_OK)
+		cli_fatal(err);
+	tok_free(t);
 }
 
 static void
@@ -1174,16 +1230,32 @@ cmd_export(int argc, char **argv)
 	int err = st_vesper_config(&f, &cfg);
 	if (err)
 		cli_fatal(err);
-	char *found = NULL;
+	char *found = NULL, tmpdir[64] = "", tmpjson[96] = "";
 	if (tokfile == NULL)
 		tokfile = found = find_tokenizer(argv[optind]);
+	if (tokfile != NULL && !is_json_file(tokfile)) {
+		/* A Vesper tokenizer: its tokenizer.json, made in a private
+		 * directory and removed at the end. */
+		const char *td = getenv("TMPDIR");
+		snprintf(tmpdir, sizeof tmpdir, "%s/vckpt.XXXXXX",
+		    td != NULL && *td != '\0' && strlen(td) < 40 ? td : "/tmp");
+		if (mkdtemp(tmpdir) == NULL)
+			cli_die("cannot create a temporary directory: %s", strerror(errno));
+		snprintf(tmpjson, sizeof tmpjson, "%s/tokenizer.json", tmpdir);
+		vesper_tokenizer_json(&f, &cfg, tokfile, tmpjson);
+		tokfile = tmpjson;
+	}
 	if (hf != NULL)
 		export_hf(&f, &cfg, hf, tokfile);
 	else
 		export_gguf(&f, &cfg, gg, qtype, tokfile);
 	if (tokfile == NULL)
-		cli_warn("no tokenizer.json given (-t) or found beside the checkpoint: "
+		cli_warn("no tokenizer given (-t) or found beside the checkpoint: "
 		    "the export holds no tokenizer");
+	if (*tmpjson != '\0') {
+		unlink(tmpjson);
+		rmdir(tmpdir);
+	}
 	free(found);
 	st_close(&f);
 	return 0;
@@ -1359,7 +1431,7 @@ main(int argc, char **argv)
 	"vckpt diff [-h] [-e tolerance] checkpoint checkpoint\n"
 	"vckpt convert [-h] [-d f32|bf16|f16] checkpoint output\n"
 	"vckpt average [-h] -o output checkpoint ...\n"
-	"vckpt init [-h] [-p preset] [-s seed] [-V vocab] output\n"
+	"vckpt init [-h] [-p preset] [-s seed] [-t tokenizer | -V vocab] output\n"
 	"vckpt export [-h] [-t tokenizer] --hf dir checkpoint\n"
 	"vckpt export [-h] [-t tokenizer] [-q type] --gguf file checkpoint\n"
 	"vckpt import [-h] --hf dir -o output");

@@ -159,4 +159,30 @@ if have_python gguf && have_python safetensors; then
 else
 	skip "gguf-py checks" "python gguf not installed"
 fi
+# A Vesper tokenizer: init records its hash; verify -t checks it; export
+# makes its tokenizer.json (the same as vtokenize export) only for the
+# checkpoint it belongs to.
+vtokenize train -v 600 -o tokenizer.bpe "$VESPER_SRC/data/handwritten.txt" 2>/dev/null &&
+    vtokenize train -v 500 -o other.bpe "$VESPER_SRC/data/handwritten.txt" 2>/dev/null
+ok $? "two small tokenizers"
+run 0 vckpt init -t tokenizer.bpe tk
+run 0 vckpt info tk
+like out '^config +vocab 640 \(tokenizer 600\)' "init -t: the tokenizer's size"
+sum=$(sha256sum tokenizer.bpe | cut -d' ' -f1)
+like out "^tokenizer +$sum" "init -t: the tokenizer's SHA-256"
+run 0 vckpt verify -t tokenizer.bpe tk
+like out '^ok +tokenizer' "verify -t: the right tokenizer"
+run 1 vckpt verify -t other.bpe tk
+like out '^FAIL +tokenizer: the checkpoint was trained with' "verify -t: another tokenizer fails"
+run 0 vckpt export --hf hftk tk
+vtokenize export -t tokenizer.bpe -o want.json
+same want.json hftk/tokenizer.json "export finds tokenizer.bpe above the checkpoint and converts it"
+run 1 vckpt export -t other.bpe --hf hfx tk
+like err 'not the tokenizer' "export refuses another tokenizer"
+run 0 vckpt export -q q8_0 --gguf tk.gguf tk
+if have_python gguf && have_python safetensors; then
+	run 0 py gguf_check.py tk.gguf tk/model.safetensors q8_0 want.json
+else
+	skip "gguf-py check of the tokenizer" "python gguf not installed"
+fi
 done_testing
