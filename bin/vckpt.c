@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "../lib/bf16.h"
+#include "../lib/ckpt.h"
 #include "../lib/gguf.h"
 #include "../lib/quant.h"
 #include "../lib/safetensors.h"
@@ -206,6 +207,8 @@ cmd_info(int argc, char **argv)
 	return 0;
 }
 
+static int exists(const char *path);
+
 /* ---- verify ---- */
 
 static int problems;
@@ -358,6 +361,26 @@ cmd_verify(int argc, char **argv)
 	if (!nonfinite)
 		printf("ok    values: %llu floats, none NaN or infinite\n",
 		    (unsigned long long)scanned);
+
+	/* A training checkpoint's optimizer moments and cursor, as vtrain
+	 * would read them to resume. */
+	char opt[4096];
+	size_t dl = strlen(f.path) - strlen("model.safetensors");
+	if (strlen(f.path) >= strlen("model.safetensors") &&
+	    strcmp(f.path + dl, "model.safetensors") == 0 && dl < sizeof opt - 16) {
+		snprintf(opt, sizeof opt, "%.*soptimizer.bin", (int)dl, f.path);
+		if (exists(opt)) {
+			struct ckpt ck;
+			opt[dl] = '\0';
+			if ((err = ckpt_load(opt, &ck)) != V_OK) {
+				problem("training state: %s", v_errmsg(err));
+			} else {
+				printf("ok    training state: step %ld, optimizer moments for %zu "
+				    "parameters (checksum good), cursor.json\n", ck.step, ck.nparams);
+				ckpt_free(&ck);
+			}
+		}
+	}
 
 	if (tokfile != NULL) {
 		const char *tok = st_meta(&f, "vesper.tokenizer");

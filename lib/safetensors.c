@@ -568,11 +568,18 @@ st_open_checkpoint(struct st_file *f, const char *path)
 	struct stat sb;
 
 	if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-		size_t n = strlen(path) + sizeof "/model.safetensors";
+		/* A step directory, or a run's directory whose latest link
+		 * names the newest step. */
+		size_t n = strlen(path) + sizeof "/latest/model.safetensors";
 		char *p = malloc(n);
 		if (p == NULL)
 			return v_error(V_ERR_NOMEM, "out of memory");
 		snprintf(p, n, "%s/model.safetensors", path);
+		if (stat(p, &sb) != 0) {
+			snprintf(p, n, "%s/latest/model.safetensors", path);
+			if (stat(p, &sb) != 0)
+				snprintf(p, n, "%s/model.safetensors", path);
+		}
 		int err = st_open(f, p);
 		free(p);
 		return err;

@@ -118,7 +118,8 @@ int st_write(const char *path, const struct st_wtensor *t, size_t n,
     const struct st_kv *meta, size_t n_meta);
 
 /* Vesper's conventions (vesper-checkpoint(5)).  A checkpoint is a
- * directory holding model.safetensors or the file itself: open either. */
+ * directory holding model.safetensors or the file itself: open either; a
+ * run's output directory opens its latest step. */
 int st_open_checkpoint(struct st_file *f, const char *path);
 /* Where to write a checkpoint named output: output itself when it ends in
  * .safetensors or is "-", else output/model.safetensors after creating the

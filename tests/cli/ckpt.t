@@ -185,4 +185,29 @@ if have_python gguf && have_python safetensors; then
 else
 	skip "gguf-py check of the tokenizer" "python gguf not installed"
 fi
+# A training checkpoint directory: verify also checks vtrain's optimizer
+# moments (their checksum) and cursor; a run's directory opens its latest.
+python3 - <<'EOF' > s.tok
+import random, struct, sys
+random.seed(4)
+out = sys.stdout.buffer
+out.write(b"VTOK" + struct.pack("<HHII", 1, 2, 1000, 0) + bytes(32))
+docs = [[random.randrange(1000) for _ in range(40)] for _ in range(60)]
+for d in docs:
+    out.write(struct.pack("<I%dH" % len(d), len(d), *d))
+out.write(struct.pack("<IQQ", 0xFFFFFFFF, len(docs), sum(map(len, docs))))
+EOF
+vshard --val-fraction 0.2 -o shards s.tok 2>/dev/null &&
+    vtrain --device cpu --preset tiny --steps 2 --seq 32 --batch-tokens 256 \
+    -d shards -o run >/dev/null 2>&1
+ok $? "a two-step vtrain run"
+run 0 vckpt verify run
+like out '^ok +training state: step 2, optimizer moments' "verify: the optimizer checksum and cursor"
+run 0 vckpt info run
+like out '^step +2$' "info opens a run's latest step"
+cp -R run run2
+opt=$(ls run2/step-*/optimizer.bin)
+printf 'Z' | dd of="$opt" bs=1 seek=100 conv=notrunc 2>/dev/null
+run 1 vckpt verify run2
+like out '^FAIL +training state: .*checksum' "verify: damaged optimizer moments fail"
 done_testing
