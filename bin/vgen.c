@@ -930,6 +930,19 @@ load(struct gen *g, const char *model, const char *tokpath)
 		cli_fatal(err);
 }
 
+/* The argument of an option whose argument may be left out: after '='
+ * as getopt gives it, or as the next word, since vgen takes no operands
+ * for it to be confused with ("--satisfice 0.9"). */
+static const char *
+optional_word(int argc, char **argv)
+{
+	if (optarg != NULL)
+		return optarg;
+	if (optind < argc && argv[optind][0] != '-')
+		return argv[optind++];
+	return NULL;
+}
+
 static uint64_t
 default_seed(void)
 {
@@ -946,7 +959,7 @@ main(int argc, char **argv)
 	    "vgen [-h] [--device auto|cpu|cuda] -m model [-t tokenizer] [-p text]\n"
 	    "[--batch] [--chat] [-n max-tokens] [--temperature t] [--top-k k]\n"
 	    "[--top-p p] [--repeat-penalty r] [--seed n] [--stop string]\n"
-	    "[--confidence[=file]] [--satisfice[=tau]]");
+	    "[--confidence [file]] [--satisfice [tau]]");
 	cli_signals();
 	enum { O_DEVICE = 256, O_BATCH, O_CHAT, O_TEMP, O_TOPK, O_TOPP,
 	    O_REPEAT, O_SEED, O_STOP, O_CONF, O_SATISFICE };
@@ -1034,12 +1047,14 @@ main(int argc, char **argv)
 			break;
 		case O_CONF:
 			g.conf = 1;
-			conf_path = optarg;
+			conf_path = optional_word(argc, argv);
 			break;
-		case O_SATISFICE:
-			g.satisfice = optarg ? cli_real("--satisfice", optarg,
-			    1e-6, 1) : 0.85;
+		case O_SATISFICE: {
+			const char *tau = optional_word(argc, argv);
+			g.satisfice = tau ? cli_real("--satisfice", tau, 1e-6, 1) :
+			    0.85;
 			break;
+		}
 		default:
 			cli_usage();
 		}

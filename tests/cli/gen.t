@@ -90,6 +90,9 @@ like err "nodir" "an unwritable confidence file: exit 1 naming it"
 run 0 vgen -m chain -p 'x :' --satisfice
 printf 'Oui.' >w
 same out w "--satisfice stops after the first sure sentence"
+run 0 vgen -m chain -p 'x :' --satisfice 0.99 --confidence c2.jsonl
+same out w "--satisfice TAU and --confidence FILE as separate words"
+like c2.jsonl '"stop":"satisficed"' "the summary says why it stopped"
 run 0 vgen -m rnd -p 'x' --seed 3 -n 25 --satisfice=0.5 --confidence
 like err '"tokens":25,.*"stop":"max_tokens"' "an unsure model never satisfices"
 
