@@ -11,6 +11,8 @@ know in advance.  Standard library only (no numpy, no safetensors).
       path of the forward pass runs without changing the answer.
   gen-model.py random OUT VOCAB_USED [TOKENIZER]
       Random weights: a flat, uncertain distribution, for tests of sampling.
+  gen-model.py nan OUT VOCAB_USED [TOKENIZER]
+      The chain model with a NaN in its output head.
 
 TOKENIZER, when given, has its SHA-256 recorded in vesper.tokenizer."""
 import hashlib
@@ -40,9 +42,9 @@ def main():
     def rand(n, scale):
         return [rng.gauss(0, scale) for _ in range(n)]
 
-    small = 0.01 if kind == "chain" else 0.3 / math.sqrt(C)
+    small = 0.01 if kind in ("chain", "nan") else 0.3 / math.sqrt(C)
     tensors = []
-    if kind == "chain":
+    if kind in ("chain", "nan"):
         ids = [BYTE0 + b for b in CHAIN]
         other = len(ids)
         emb = [0.0] * (V * C)
@@ -53,6 +55,8 @@ def main():
             nxt = ids[k + 1] if k + 1 < len(ids) else EOS
             head[nxt * C + k] = 4.0
         head[ids[0] * C + other] = 4.0
+        if kind == "nan":
+            head[5 * C + 3] = float("nan")
     else:
         emb = rand(V * C, 1.0)
         head = rand(V * C, 0.5 / math.sqrt(C))

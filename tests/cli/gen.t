@@ -154,6 +154,9 @@ python3 "$GM" chain nosha.safetensors 327
 printf 'vesper-tokenizer 1\nnormalize all\nvocab 326\nmerges 0\nend\n' >small.bpe
 run 1 vgen -m nosha.safetensors -t small.bpe -p x
 like err "326 tokens, the model 327" "a tokenizer of another size is refused"
+python3 "$GM" nan nan.safetensors 327
+run 1 vgen -m nan.safetensors -t tok.bpe -p x
+like err "not finite" "a NaN in the weights: a clear error, not NaN text"
 if [ -w /dev/full ]; then
 	vgen -m chain -p 'x :' >/dev/full 2>err
 	[ $? -eq 1 ]; ok $? "a write error on stdout: exit 1"
