@@ -481,7 +481,7 @@ cmd_diff(int argc, char **argv)
 	printf("largest difference %.6g%s%s\n", worst, *worst_name ? " in " : "", worst_name);
 	st_close(&a);
 	st_close(&b);
-	return tol >= 0 || differ ? differ : 0;
+	return differ;
 }
 
 /* ---- writing whole checkpoints ---- */

@@ -62,6 +62,9 @@ vckpt init -p small -V 1000 other.safetensors
 run 1 vckpt average -o x.safetensors a other.safetensors
 like err 'configurations differ' "average: refuses different models"
 [ ! -e x.safetensors ]; ok $? "average: no output after a refusal"
+run 1 vckpt diff a other.safetensors
+like out '^lm_head.weight +only in a$' "diff: a tensor of one checkpoint only (small ties its head)"
+like out '^model.embed_tokens.weight +shapes differ' "diff: tensors of other sizes"
 
 # Malformed files: exit 1 with the file's name, never a crash, for every
 # command that reads one.
