@@ -305,6 +305,20 @@ test_forward(int act, int tie)
 	e = max_rel(got, ref + (size_t)(T - 1) * Vu, Vu);
 	ok(e < 2e-5, "chunk then single steps: last logits == reference "
 	    "(%.2g)", e);
+	/* Bad slots are refused before anything is computed (once). */
+	if (act == VLM_ACT_SILU) {
+		struct infer_slot bad = { &st, c.vocab, 0, got };
+		ok(infer_step(&m, &w, &bad, 1) == V_ERR_RANGE,
+		    "a token beyond the vocabulary is refused");
+		bad = (struct infer_slot){ &st, 1, T, got };
+		ok(infer_step(&m, &w, &bad, 1) == V_ERR_RANGE,
+		    "a position beyond the cache is refused");
+		ok(infer_step(&m, &w, sl, T + 1) == V_ERR_RANGE,
+		    "more slots than the work space holds are refused");
+		struct infer_state big;
+		ok(infer_state_init(&big, &m, c.ctx + 1) == V_ERR_RANGE,
+		    "a cache longer than the context is refused");
+	}
 	infer_work_free(&w);
 	infer_state_free(&st);
 	infer_model_free(&m);
@@ -813,13 +827,14 @@ test_checkpoint(void)
 	ok(err == V_ERR_MISMATCH, "INT4 scale of the wrong shape is refused: "
 	    "%s", v_errmsg(err));
 	FILE *fp = fopen(path, "wb");
-	fputs("\x10\0\0\0\0\0\0\0{\"a\":", fp);
+	/* A header of 16 bytes announced, 5 present. */
+	fwrite("\x10\0\0\0\0\0\0\0{\"a\":", 1, 13, fp);
 	fclose(fp);
 	err = infer_model_open(&m, path);
 	ok(err != V_OK, "a truncated file is refused: %s", v_errmsg(err));
 	err = infer_model_open(&m, "/nonexistent/model");
-	ok(err != V_OK && strstr(v_errmsg(err), "/nonexistent") != NULL, "a missing path is refused: %s",
-	    v_errmsg(err));
+	ok(err != V_OK && strstr(v_errmsg(err), "/nonexistent") != NULL,
+	    "a missing path is refused: %s", v_errmsg(err));
 	unlink(path);
 	rmdir(dir);
 	infer_model_free(&mf);
