@@ -98,6 +98,7 @@ http_origin(const char *url, char *out, size_t len)
 struct xfer {
 	CURL *c;
 	long status;
+	int hstatus;		/* status of the header block being read */
 	char content_range[128];
 	long retry_after;	/* seconds, or -1 */
 	char *link_next;
@@ -171,6 +172,8 @@ on_header(char *data, size_t size, size_t n, void *arg)
 
 	if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
 		xfer_reset_headers(x);
+		const char *sp = memchr(data, ' ', len);
+		x->hstatus = sp != NULL ? atoi(sp + 1) : 0;
 		return len;
 	}
 	const char *colon = memchr(data, ':', len);
@@ -198,6 +201,19 @@ on_header(char *data, size_t size, size_t n, void *arg)
 		long s = strtol(tmp, &e, 10);
 		if (e != tmp && s >= 0)
 			x->retry_after = s;
+	} else if (klen == 14 && strncasecmp(data, "Content-Length", 14) == 0 &&
+	    x->prog != NULL && x->prog->total == 0 &&
+	    (x->hstatus == 200 || x->hstatus == 206)) {
+		/* A size the listing did not give: the progress line can show
+		 * a percentage and the time left after all. */
+		char tmp[32];
+		size_t k = vlen < sizeof tmp - 1 ? vlen : sizeof tmp - 1;
+		memcpy(tmp, v, k);
+		tmp[k] = '\0';
+		char *e;
+		unsigned long long n = strtoull(tmp, &e, 10);
+		if (e != tmp && *e == '\0')
+			x->prog->total = (x->hstatus == 206 ? x->have : 0) + n;
 	} else if (klen == 4 && strncasecmp(data, "Link", 4) == 0) {
 		free(x->link_next);
 		x->link_next = link_next(v, vlen);

@@ -207,6 +207,8 @@ SUM=$(sha256sum "$FX/hub/roneneldan/TinyStories/TinyStoriesV2-GPT4-valid.txt" | 
 run 0 vfetch --cache c --format eot --sha256 "$SUM" "$U"
 [ "$(wc -l < out)" -eq 2 ]; ok $? "a URL with --format eot and its --sha256"
 like out '"source":"TinyStoriesV2-GPT4-valid"' "the source of a URL is its file name"
+run 0 vfetch --cache c18 --progress --format eot "$U"
+like err 'TinyStoriesV2-GPT4-valid.txt: 100\.0% .*took' "a URL's progress has a total from Content-Length"
 run 1 vfetch --cache c13 --format eot --sha256 "$(echo "$SUM" | tr 0-9a-f 1-9a-f0)" "$U"
 like err 'SHA-256 mismatch' "a URL with the wrong --sha256"
 run 1 vfetch --cache c13 "$CDN/cdn/nothing.txt"
