@@ -3,7 +3,9 @@
 // VK_CHECK wraps a CUDA runtime call; on failure it records the call, the
 // file and the line in the backend's per-thread error buffer and returns
 // V_ERR_DEVICE from the enclosing function.  VK_CHECK_LAUNCH does the same
-// for the last kernel launch, naming the kernel.  VK_CHECK_BLAS is
+// for the last kernel launch, naming the kernel (and, with VESPER_CUDA_SYNC
+// set, waits for it, so that a fault inside it is caught there too).
+// VK_CHECK_BLAS is
 // VK_CHECK for cuBLAS and cuBLASLt calls.
 #ifndef VESPER_CUDA_COMMON_CUH
 #define VESPER_CUDA_COMMON_CUH
@@ -17,7 +19,10 @@
 #define VK_ERR_NOTIMPL (-15)	// V_ERR_NOTIMPL
 
 void vk_set_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void vk_add_context(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *vk_last_error(void);
+// VESPER_CUDA_SYNC set: VK_CHECK_LAUNCH waits for each kernel (error.cu).
+extern const int vk_sync_launches;
 
 #define VK_CHECK(call) do { \
 	cudaError_t vk_e_ = (call); \
@@ -30,6 +35,8 @@ const char *vk_last_error(void);
 
 #define VK_CHECK_LAUNCH(name) do { \
 	cudaError_t vk_e_ = cudaGetLastError(); \
+	if (vk_e_ == cudaSuccess && vk_sync_launches) \
+		vk_e_ = cudaDeviceSynchronize(); \
 	if (vk_e_ != cudaSuccess) { \
 		vk_set_error("%s:%d: kernel %s: %s", __FILE__, __LINE__, name, \
 		    cudaGetErrorString(vk_e_)); \

@@ -74,6 +74,7 @@ struct trainer {
 	float *red_part, *red_out;	// reductions: VK_REDUCE_BLOCKS, 2
 	float *host_red;		// pinned, 2
 	int logits_valid;
+	int at_layer;		// where the pass is, for error messages
 };
 
 double clampd(double x, double lo, double hi)
@@ -145,6 +146,8 @@ void mem_need(const struct trainer *t, double *fixed, double *per_row)
 {
 	double L = t->L, C = t->C, F = t->F, Q = t->QKV, A = t->H * t->hd;
 	double wide = 2 * F > Q ? 2 * F : Q;
+	// Parameters, gradients and moments in fp32 and the bf16 copy; the
+	// cuBLASLt workspace; 256 MB for what the library keeps itself.
 	*fixed = (double)t->P * (4 * 4 + 2) + (64 << 20) + 256e6;
 	*per_row = 4 * ((L + 1) * C + L * C) + 2 * (2 * L * C + L * Q + L * A +
 	    L * 2 * F + L * F) + 4 * (2 * L + L * t->H) + 2 * C + 4 +
@@ -365,6 +368,16 @@ int get_grads(void *st, float *g)
 	return 0;
 }
 
+// Data parallel through the host (lib/dp.h): the summed gradients back.
+int set_grads(void *st, const float *g)
+{
+	struct trainer *t = (struct trainer *)st;
+	VK_CHECK(cudaStreamSynchronize(t->s));
+	VK_CHECK(cudaMemcpy(t->g, g, t->P * sizeof(float),
+	    cudaMemcpyHostToDevice));
+	return 0;
+}
+
 int zero_grad(void *st)
 {
 	struct trainer *t = (struct trainer *)st;
@@ -397,15 +410,39 @@ int upload_tokens(struct trainer *t, const int32_t *tokens)
 	return 0;
 }
 
+int forward_layers(struct trainer *t, float dscale, int want_grad);
+int backward_layers(struct trainer *t);
+
+// The passes, with the failing pass and layer added to any message.
 int run_forward(struct trainer *t, float dscale, int want_grad)
+{
+	int err = forward_layers(t, dscale, want_grad);
+	if (err)
+		vk_add_context("forward pass, layer %d of %d", t->at_layer,
+		    t->L);
+	return err;
+}
+
+int run_backward(struct trainer *t)
+{
+	int err = backward_layers(t);
+	if (err)
+		vk_add_context("backward pass, layer %d of %d", t->at_layer,
+		    t->L);
+	return err;
+}
+
+int forward_layers(struct trainer *t, float dscale, int want_grad)
 {
 	int N = t->N, C = t->C, A = t->H * t->hd, F = t->F;
 	size_t NC = (size_t)N * C;
 	cudaStream_t s = t->s;
 	const float eps = t->c.norm_eps;
 
+	t->at_layer = -1;	// -1: embedding; L: the head
 	VK_TRY(vk_embed_fwd(t->res, t->p, t->tok_in, N, C, s));
 	for (int l = 0; l < t->L; l++) {
+		t->at_layer = l;
 		float *res = t->res + l * NC, *mid = t->res_mid + l * NC;
 		bf16 *ln1 = t->ln1 + l * NC, *ln2 = t->ln2 + l * NC;
 		bf16 *qkv = t->qkv + (size_t)l * N * t->QKV;
@@ -432,6 +469,7 @@ int run_forward(struct trainer *t, float dscale, int want_grad)
 		VK_TRY(vk_mm(t->blas, s, 0, 1, N, C, F, h,
 		    t->pbf + wo(t, l, W_DOWN), t->delta, 0, 1.0f, 0.0f));
 	}
+	t->at_layer = t->L;
 	float *fin = t->res + (size_t)t->L * NC;
 	VK_TRY(vk_rmsnorm_fwd(fin, t->res_mid + (size_t)(t->L - 1) * NC,
 	    t->delta, t->p + w_norm(t), t->lnf, t->rstdf, N, C, eps, s));
@@ -447,13 +485,14 @@ int run_forward(struct trainer *t, float dscale, int want_grad)
 	return 0;
 }
 
-int run_backward(struct trainer *t)
+int backward_layers(struct trainer *t)
 {
 	int N = t->N, C = t->C, A = t->H * t->hd, F = t->F;
 	size_t NC = (size_t)N * C;
 	cudaStream_t s = t->s;
 	struct vk_blas *bl = t->blas;
 
+	t->at_layer = t->L;
 	VK_TRY(vk_mm(bl, s, 1, 0, t->V, C, N, t->dlogits, t->lnf,
 	    t->g + w_head(t), 1, 1.0f, 1.0f));
 	VK_TRY(vk_mm(bl, s, 0, 0, N, C, t->V, t->dlogits, t->pbf + w_head(t),
@@ -462,6 +501,7 @@ int run_backward(struct trainer *t)
 	VK_TRY(vk_rmsnorm_bwd(t->dres, t->dres_bf, t->g + w_norm(t), t->dln,
 	    t->res + (size_t)t->L * NC, t->p + w_norm(t), t->rstdf, N, C, s));
 	for (int l = t->L - 1; l >= 0; l--) {
+		t->at_layer = l;
 		float *res = t->res + l * NC, *mid = t->res_mid + l * NC;
 		bf16 *ln1 = t->ln1 + l * NC, *ln2 = t->ln2 + l * NC;
 		bf16 *qkv = t->qkv + (size_t)l * N * t->QKV;
@@ -500,6 +540,7 @@ int run_backward(struct trainer *t)
 		    t->dln, res, t->p + wo(t, l, W_LN1), t->rstd1 + (size_t)l * N,
 		    N, C, s));
 	}
+	t->at_layer = -1;
 	VK_TRY(vk_embed_bwd(t->g, t->dres, t->tok_in, N, C, s));
 	return 0;
 }
@@ -616,4 +657,5 @@ const struct vlm_trainer_ops vk_cuda_trainer = {
 	grad_norm,
 	step,
 	get_logits,
+	set_grads,
 };

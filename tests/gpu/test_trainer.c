@@ -173,6 +173,12 @@ whole_step(const char *name, const struct vlm_config *c, int B, int T)
 	    name, wname, worst);
 	ok(fabsf(norm[1] - norm[0]) < 2e-2f * norm[0],
 	    "%s: gradient norm cuda %.5f, cpu %.5f", name, norm[1], norm[0]);
+	/* Data parallel hands the summed gradients back: the CPU's here, so
+	 * that the step below starts from the same gradients on both. */
+	DO(1, p.ops[1]->set_grads(p.st[1], g[0]));
+	DO(1, p.ops[1]->get_grads(p.st[1], g[1]));
+	ok(memcmp(g[0], g[1], P * sizeof(float)) == 0,
+	    "%s: set_grads then get_grads gives the same bits", name);
 
 	struct velvet_hparams h;
 	velvet_defaults(&h);
@@ -180,18 +186,16 @@ whole_step(const char *name, const struct vlm_config *c, int B, int T)
 		DO(i, p.ops[i]->step(p.st[i], &h, 1e-3f, 1, 1.0f));
 		DO(i, p.ops[i]->get_params(p.st[i], pp[i]));
 	}
-	/* Where the gradient is far from zero, AdamW's first step moves each
-	 * parameter by lr * sign(g): the backends must agree on it there. */
-	size_t agree = 0, n = 0;
+	/* From the same gradients the two optimizers compute the same update
+	 * (to fp32 rounding): AdamW's first step moves a parameter by lr. */
+	double eu = 0;
 	for (size_t i = 0; i < P; i++) {
-		if (fabsf(g[0][i]) < 1e-2f * norm[0] / sqrtf((float)P) * 10)
-			continue;
-		n++;
-		agree += fabsf((pp[1][i] - params[i]) - (pp[0][i] - params[i])) <
-		    1e-4f;
+		double d = fabs((double)pp[1][i] - pp[0][i]);
+		if (d > eu)
+			eu = d;
 	}
-	ok(n > 0 && agree > n * 0.999, "%s: first Velvet step agrees on %zu of %zu "
-	    "clear-gradient parameters", name, agree, n);
+	ok(eu < 1e-6, "%s: first Velvet step, largest difference %.2e "
+	    "(the step is 1e-3)", name, eu);
 	free(t);
 	for (int i = 0; i < 2; i++) {
 		free(g[i]);
