@@ -337,7 +337,17 @@ struct batch {
 	struct tok_ids ids[BATCH_DOCS];
 	int errs[BATCH_DOCS];
 	size_t n;
+	char msg[256];		/* the detail of the first failure */
 };
+
+/* Error details are per thread: carry one from the thread that failed. */
+static void
+keep_msg(char *msg, size_t len, int err)
+{
+	#pragma omp critical(vtokenize_msg)
+	if (msg[0] == '\0')
+		snprintf(msg, len, "%s", v_errmsg(err));
+}
 
 /* Read up to a batch of documents: V_OK (b->n may be 0 at the end) or an
  * error. */
@@ -348,6 +358,7 @@ batch_read(struct reader *r, struct batch *b)
 	int err = 1;
 
 	b->n = 0;
+	b->msg[0] = '\0';
 	while (b->n < BATCH_DOCS && bytes < BATCH_BYTES &&
 	    (err = next_doc(r, &b->docs[b->n])) == 1)
 		bytes += b->docs[b->n++].n;
@@ -373,6 +384,8 @@ batch_spawn(struct batch *b, struct tok_enc **enc, struct tok_stats *st)
 				    b->docs[d].n, ids, &st[me]);
 			if (!b->errs[d])
 				b->errs[d] = tok_ids_push(ids, TOK_EOS);
+			if (b->errs[d])
+				keep_msg(b->msg, sizeof b->msg, b->errs[d]);
 		}
 	}
 }
@@ -383,7 +396,8 @@ batch_write(struct batch *b, struct ts_writer *w)
 	int err = V_OK;
 
 	for (size_t d = 0; d < b->n && !err; d++)
-		err = b->errs[d] ? b->errs[d] : ts_write_doc(w, b->ids[d].v, b->ids[d].n);
+		err = b->errs[d] ? v_error(b->errs[d], "%s", b->msg) :
+		    ts_write_doc(w, b->ids[d].v, b->ids[d].n);
 	for (size_t d = 0; d < b->n; d++) {
 		/* A huge document should not keep its memory. */
 		if (b->docs[d].cap > ((size_t)16 << 20))
@@ -413,6 +427,7 @@ cmd_encode(const struct opts *o, char **files, int nfiles)
 	struct ts_writer w;
 	struct v_progress pg;
 	int nt = o->threads, err = V_OK;
+	char msg[256] = "";
 
 	load(o->tokenizer, &t);
 	struct tok_enc **enc = calloc((size_t)nt, sizeof *enc);
@@ -455,8 +470,12 @@ cmd_encode(const struct opts *o, char **files, int nfiles)
 			cur = next;
 			next = x;
 		}
+		if (err)
+			keep_msg(msg, sizeof msg, err);
 		#pragma omp taskwait
 	}
+	if (err)
+		v_error(err, "%s", msg);
 	v_progress_finish(&pg);
 	struct tok_stats sum = { 0 };
 	for (int i = 0; i < nt; i++) {

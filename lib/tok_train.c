@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -163,11 +164,28 @@ struct count_ctx {
 	uint64_t n;
 };
 
+/* Words longer than this are counted in pieces of at most this many bytes
+ * (cut at character starts): a word that long teaches nothing worth a
+ * token, and a hostile one (a megabyte of letters) would make every merge
+ * that touches it rescan it. */
+#define TRAIN_MAX_WORD 32
+
 static int
 count_piece(void *arg, const char *p, size_t len)
 {
 	struct count_ctx *c = arg;
+	int err;
+
 	c->n++;
+	while (len > TRAIN_MAX_WORD) {
+		size_t cut = TRAIN_MAX_WORD;
+		while (cut > TRAIN_MAX_WORD - 4 && ((unsigned char)p[cut] & 0xC0) == 0x80)
+			cut--;
+		if ((err = wmap_add(c->m, XXH3_64bits(p, cut) | 1, p, cut, 1)))
+			return err;
+		p += cut;
+		len -= cut;
+	}
 	return wmap_add(c->m, XXH3_64bits(p, len) | 1, p, len, 1);
 }
 
@@ -237,15 +255,22 @@ flush_batch(struct tok_trainer *tr)
 			cut[k] = (size_t)d;
 		}
 		cut[nt] = tr->ndocs;
+		/* Error details are per thread: keep the first one's. */
+		char msg[256] = "";
 		#pragma omp parallel for num_threads(nt) schedule(static, 1)
 		for (int k = 0; k < nt; k++) {
 			errs[k] = wmap_init(&local[k]);
 			if (!errs[k] && cut[k] < cut[k + 1])
 				errs[k] = count_docs(tr, cut[k], cut[k + 1], &local[k], &cnt[k]);
+			if (errs[k]) {
+				#pragma omp critical(tok_train_msg)
+				if (msg[0] == '\0')
+					snprintf(msg, sizeof msg, "%s", v_errmsg(errs[k]));
+			}
 		}
 		for (int k = 0; k < nt; k++) {
-			if (!err)
-				err = errs[k];
+			if (!err && errs[k])
+				err = v_error(errs[k], "%s", msg);
 			tr->total += cnt[k];
 			for (size_t i = 0; !err && local[k].slot && i <= local[k].mask; i++) {
 				const struct wslot *s = &local[k].slot[i];
@@ -312,7 +337,9 @@ struct merger {
 	int64_t *pcount;
 	struct wlist *where;
 	unsigned char *done;
+	uint32_t *stamp;	/* the last merge (+ 1) that listed it as touched */
 	size_t npairs, pcap;
+	uint32_t merge_no;	/* merges made so far + 1 */
 	uint32_t *slot;		/* open addressing: pair index + 1 */
 	size_t smask;
 	struct heap_ent *heap;
@@ -376,7 +403,9 @@ pair_get(struct merger *g, uint64_t key)
 		if (w) g->where = w;
 		unsigned char *d = realloc(g->done, n);
 		if (d) g->done = d;
-		if (!k || !c || !w || !d) {
+		uint32_t *st = realloc(g->stamp, n * sizeof *st);
+		if (st) g->stamp = st;
+		if (!k || !c || !w || !d || !st) {
 			v_error(V_ERR_NOMEM, "out of memory for pair counts");
 			return -1;
 		}
@@ -387,6 +416,7 @@ pair_get(struct merger *g, uint64_t key)
 	g->pcount[p] = 0;
 	memset(&g->where[p], 0, sizeof g->where[p]);
 	g->done[p] = 0;
+	g->stamp[p] = 0;
 	g->slot[i] = (uint32_t)p + 1;
 	if (g->npairs * 2 > g->smask + 1 && pair_grow(g))
 		return -1;
@@ -491,6 +521,7 @@ merger_free(struct merger *g)
 	free(g->pcount);
 	free(g->where);
 	free(g->done);
+	free(g->stamp);
 	free(g->slot);
 	free(g->heap);
 	tok_buf_free(&g->bytes);
@@ -513,9 +544,10 @@ pair_delta(struct merger *g, uint32_t a, uint32_t b, int64_t delta, uint32_t w,
 	if (delta > 0 && (a == x || b == x)) {
 		if ((err = where_add(&g->where[p], w)))
 			return err;
-		if (!g->done[p] && (touched->n == 0 ||
-		    touched->v[touched->n - 1] != (uint32_t)p))
+		if (!g->done[p] && g->stamp[p] != g->merge_no) {
+			g->stamp[p] = g->merge_no;
 			return where_add(touched, (uint32_t)p);
+		}
 	}
 	return V_OK;
 }
@@ -606,7 +638,7 @@ tok_trainer_finish(struct tok_trainer *tr, uint32_t vocab, uint64_t min_count,
 		}
 	}
 	for (size_t p = 0; p < g.npairs; p++)
-		if ((err = heap_push(&g, (uint32_t)p)))
+		if ((uint64_t)g.pcount[p] >= min_count && (err = heap_push(&g, (uint32_t)p)))
 			goto out;
 
 	while (g.ntok < vocab && g.hn > 0) {
@@ -659,6 +691,7 @@ tok_trainer_finish(struct tok_trainer *tr, uint32_t vocab, uint64_t min_count,
 		g.where[p].v = NULL;
 		g.where[p].n = g.where[p].cap = 0;
 		touched.n = 0;
+		g.merge_no = (uint32_t)nmerges + 1;
 		for (uint32_t k = 0; k < wl.n && !err; k++) {
 			uint32_t w = wl.v[k];
 			uint32_t *s = g.syms + g.words[w].off;
@@ -688,8 +721,10 @@ tok_trainer_finish(struct tok_trainer *tr, uint32_t vocab, uint64_t min_count,
 		free(wl.v);
 		if (err)
 			goto out;
+		/* A pair below min_count cannot be merged yet; if it reaches it
+		 * later, that merge touches it again. */
 		for (uint32_t k = 0; k < touched.n; k++)
-			if (g.pcount[touched.v[k]] > 0 &&
+			if ((uint64_t)g.pcount[touched.v[k]] >= min_count &&
 			    (err = heap_push(&g, touched.v[k])))
 				goto out;
 	}
