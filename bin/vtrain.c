@@ -682,9 +682,13 @@ main(int argc, char **argv)
 	size_t W = 2 * (size_t)local + 1;
 	double *mine = malloc(W * sizeof *mine);
 	double *every = malloc(W * (size_t)dp.size * sizeof *every);
-	float *grads = dp.size > 1 ? malloc(P * sizeof *grads) : NULL;
+	/* Micro-batch gradients are each computed alone and added in their
+	 * order (dp_sum_add), so that the sum is the same for any number of
+	 * ranks.  On the GPU a single process keeps adding on the device. */
+	int fold = dp.size > 1 || (accum > 1 && ops == &vlm_cpu_trainer);
+	float *grads = fold ? malloc(P * sizeof *grads) : NULL;
 	if (params == NULL || mom1 == NULL || mom2 == NULL || batch == NULL ||
-	    mine == NULL || every == NULL || (dp.size > 1 && grads == NULL))
+	    mine == NULL || every == NULL || (fold && grads == NULL))
 		cli_die("out of memory for %zu parameters", P);
 	if ((err = ops->create(&cfg, B, T, &st)) != V_OK)
 		cli_fatal(err);
@@ -787,17 +791,18 @@ main(int argc, char **argv)
 			cli_fatal(err);
 		for (long a = 0; a < local; a++) {
 			float l, e;
-			if ((err = shard_reader_next_batch(train, B, T, batch)) != V_OK ||
+			if ((a > 0 && fold && (err = ops->zero_grad(st)) != V_OK) ||
+			    (err = shard_reader_next_batch(train, B, T, batch)) != V_OK ||
 			    (err = ops->forward_backward(st, batch, 1.0f / accum, &l,
-			    &e)) != V_OK)
+			    &e)) != V_OK ||
+			    (fold && ((err = ops->get_grads(st, grads)) != V_OK ||
+			    (err = dp_sum_add(&dp, grads, P)) != V_OK)))
 				cli_fatal(err);
 			mine[a] = l;
 			mine[local + a] = e;
 		}
 		mine[2 * local] = stop_signal != 0;
-		if (dp.size > 1 &&
-		    ((err = ops->get_grads(st, grads)) != V_OK ||
-		    (err = dp_allreduce_sum(&dp, grads, P)) != V_OK ||
+		if (fold && ((err = dp_sum_end(&dp, grads, P)) != V_OK ||
 		    (err = ops->set_grads(st, grads)) != V_OK))
 			cli_fatal(err);
 		if ((err = dp_allgather_f64(&dp, mine, every, W)) != V_OK)

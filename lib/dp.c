@@ -163,7 +163,8 @@ dp_close(struct dp *d)
 	d->closed = 1;
 	free(d->send);
 	free(d->recv);
-	d->send = d->recv = NULL;
+	free(d->acc);
+	d->send = d->recv = d->acc = NULL;
 	d->cap = 0;
 }
 
@@ -221,41 +222,95 @@ dp_slice(size_t n, int size, int r, size_t *lo, size_t *hi)
 	*hi = *lo + chunk < n ? *lo + chunk : n;
 }
 
+static int
+sum_scratch(struct dp *d, size_t all)
+{
+	if (all <= d->cap)
+		return V_OK;
+	free(d->send);
+	free(d->recv);
+	free(d->acc);
+	d->send = malloc(all * sizeof *d->send);
+	d->recv = malloc(all * sizeof *d->recv);
+	d->acc = malloc(all * sizeof *d->acc);
+	d->cap = d->send && d->recv && d->acc ? all : 0;
+	if (d->cap == 0)
+		return v_error(V_ERR_NOMEM, "out of memory for the gradient sum "
+		    "(%zu floats)", 3 * all);
+	return V_OK;
+}
+
+int
+dp_sum_add(struct dp *d, const float *x, size_t n)
+{
+	size_t size = (size_t)d->size, chunk = (n + size - 1) / size;
+	int err;
+
+	if (d->sum_rounds > 0 && n != d->sum_n)
+		return v_error(V_ERR_ARG, "a sum of %zu floats given %zu", d->sum_n, n);
+	d->sum_n = n;
+	if (n == 0) {
+		d->sum_rounds++;
+		return V_OK;
+	}
+	if ((err = sum_scratch(d, chunk * size)) != V_OK)
+		return err;
+	if (d->kind != DP_MPI) {
+		if (d->sum_rounds++ == 0)
+			memcpy(d->acc, x, n * sizeof *x);
+		else
+			for (size_t i = 0; i < n; i++)
+				d->acc[i] += x[i];
+		return V_OK;
+	}
+	/* The tail past n is padding, zero, so that every slice has one size. */
+	memcpy(d->send, x, n * sizeof *x);
+	memset(d->send + n, 0, (chunk * size - n) * sizeof *x);
+	if ((err = d->mpi->alltoall_f32(d->send, d->recv, chunk)) != V_OK)
+		return mpi_err(d, err);
+	/* This rank's slice of every rank's term, rank 0's first. */
+	int j = 0;
+	if (d->sum_rounds++ == 0) {
+		memcpy(d->acc, d->recv, chunk * sizeof *d->acc);
+		j = 1;
+	}
+	for (; j < d->size; j++) {
+		const float *part = d->recv + (size_t)j * chunk;
+		for (size_t i = 0; i < chunk; i++)
+			d->acc[i] += part[i];
+	}
+	return V_OK;
+}
+
+int
+dp_sum_end(struct dp *d, float *out, size_t n)
+{
+	size_t chunk = (n + (size_t)d->size - 1) / (size_t)d->size;
+	int err;
+
+	if (d->sum_rounds == 0 || n != d->sum_n)
+		return v_error(V_ERR_ARG, "no sum of %zu floats begun", n);
+	d->sum_rounds = 0;
+	if (n == 0)
+		return V_OK;
+	if (d->kind != DP_MPI) {
+		memcpy(out, d->acc, n * sizeof *out);
+		return V_OK;
+	}
+	if ((err = d->mpi->allgather_f32(d->acc, d->recv, chunk)) != V_OK)
+		return mpi_err(d, err);
+	memcpy(out, d->recv, n * sizeof *out);
+	return V_OK;
+}
+
 int
 dp_allreduce_sum(struct dp *d, float *x, size_t n)
 {
-	size_t chunk = (n + (size_t)d->size - 1) / (size_t)d->size;
-	size_t all = chunk * (size_t)d->size;
 	int err;
 
 	if (d->kind != DP_MPI || n == 0)
 		return V_OK;
-	if (all > d->cap) {
-		free(d->send);
-		free(d->recv);
-		d->send = malloc(all * sizeof *d->send);
-		d->recv = malloc(all * sizeof *d->recv);
-		d->cap = d->send && d->recv ? all : 0;
-		if (d->cap == 0)
-			return v_error(V_ERR_NOMEM, "out of memory for the gradient sum "
-			    "(%zu floats)", 2 * all);
-	}
-	/* The tail past n is padding, zero, so that every slice has one size. */
-	memcpy(d->send, x, n * sizeof *x);
-	memset(d->send + n, 0, (all - n) * sizeof *x);
-	if ((err = d->mpi->alltoall_f32(d->send, d->recv, chunk)) != V_OK)
-		return mpi_err(d, err);
-	/* This rank's slice, rank 0's part first: the same additions, in the
-	 * same order, whatever the rank. */
-	float *own = d->send + (size_t)d->rank * chunk;
-	memcpy(own, d->recv, chunk * sizeof *own);
-	for (int j = 1; j < d->size; j++) {
-		const float *part = d->recv + (size_t)j * chunk;
-		for (size_t i = 0; i < chunk; i++)
-			own[i] += part[i];
-	}
-	if ((err = d->mpi->allgather_f32(own, d->recv, chunk)) != V_OK)
-		return mpi_err(d, err);
-	memcpy(x, d->recv, n * sizeof *x);
-	return V_OK;
+	if ((err = dp_sum_add(d, x, n)) != V_OK)
+		return err;
+	return dp_sum_end(d, x, n);
 }

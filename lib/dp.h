@@ -60,8 +60,10 @@ struct dp {
 	const char *launcher;		/* "mpirun", "srun", "pmi", "none" */
 	const struct dp_mpi_api *mpi;	/* DP_MPI */
 	int closed;
-	float *send, *recv;		/* scratch of the sum, (size * chunk) */
+	float *send, *recv, *acc;	/* the sum's scratch, (size * chunk) */
 	size_t cap;
+	size_t sum_n;			/* dp_sum_*: the terms' length */
+	long sum_rounds;		/* rounds added so far */
 };
 
 /* Rank and size from the launcher's environment (the variables above, in
@@ -83,6 +85,18 @@ int dp_bcast(struct dp *d, void *buf, size_t bytes);
 /* x (n floats, every rank) becomes the sum over the ranks, added in rank
  * order, bit-identical on every rank. */
 int dp_allreduce_sum(struct dp *d, float *x, size_t n);
+
+/* A sum of several terms per rank in one global order, the same whatever
+ * the number of ranks: call dp_sum_add once per round a = 0, 1, ... with
+ * this rank's term (n floats); rank r's term of round a is term
+ * a * size + r, and the terms are added in that order, the first one
+ * copied.  dp_sum_end then writes the total to out on every rank.  One
+ * process: the terms in the order given.  So micro-batch j of a step,
+ * read by rank j % size (shard_reader_set_stride), is added j-th: the
+ * gradients of N ranks equal one process's bit for bit.  Each round is
+ * one all-to-all (a reduce-scatter's traffic); the end one all-gather. */
+int dp_sum_add(struct dp *d, const float *x, size_t n);
+int dp_sum_end(struct dp *d, float *out, size_t n);
 /* all[j*n, (j+1)*n) = rank j's mine[0, n). */
 int dp_allgather_f64(struct dp *d, const double *mine, double *all,
     size_t n);
