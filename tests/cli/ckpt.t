@@ -152,6 +152,16 @@ if have_python safetensors && have_python numpy; then
 	like out '^metadata +note = from python' "its metadata reads"
 	run 0 vckpt convert -d f32 pyfile.safetensors pyback.safetensors
 	run 0 vckpt diff -e 0 pyfile.safetensors pyback.safetensors
+	# Import of a model as transformers saves it: F16, grouped-query
+	# attention, a tied head, a vocabulary to pad.
+	mkdir pyhf && run 0 py st_check.py hfmodel pyhf
+	run 0 vckpt import --hf pyhf -o pyimp.safetensors
+	like out 'vocabulary 1000 \(padded to 1024\)' "import pads the vocabulary"
+	run 0 py st_check.py hfcheck pyhf pyimp.safetensors
+	run 0 vckpt verify pyimp.safetensors
+	run 0 vckpt export --hf pyexp pyimp.safetensors
+	like pyexp/config.json '"num_key_value_heads": 2' "export keeps grouped-query attention"
+	like pyexp/config.json '"tie_word_embeddings": true' "export keeps the tied head"
 else
 	skip "safetensors package checks" "python safetensors/numpy not installed"
 fi
