@@ -5,7 +5,9 @@
 The reader parses the file; the llama.* keys must be the checkpoint's
 configuration; every tensor, dequantised by gguf-py, must match the
 checkpoint's (q and k rows permuted as convert_hf_to_gguf.py does) within
-the error of TYPE; with a tokenizer, the tokens must be its vocabulary.
+the error of TYPE; llama.cpp's rope (adjacent pairs) on the exported q and
+k must give the attention scores Vesper's rope (pairs (i, i + hd/2)) gives
+on the originals; with a tokenizer, the tokens must be its vocabulary.
 """
 import json
 import sys
@@ -82,6 +84,38 @@ def main():
         assert e < TOL[qtype], f"{hf}: relative RMS {e} over {TOL[qtype]}"
         if ref.ndim == 2 and qtype != "f16" and ref.shape[1] % 32 == 0:
             assert t.tensor_type.name == qtype.upper(), f"{hf} is {t.tensor_type.name}"
+    # The permutation is right if llama.cpp's rope (adjacent pairs) on the
+    # exported q and k gives the attention scores that Vesper's rope (pairs
+    # (i, i + hd/2)) gives on the originals.
+    hd, theta = cfg["dim"] // cfg["heads"], cfg["rope_theta"]
+    freq = theta ** (-np.arange(hd // 2) * 2.0 / hd)
+
+    def rope_half(v, pos):
+        c, s = np.cos(pos * freq), np.sin(pos * freq)
+        a, b = v[: hd // 2], v[hd // 2:]
+        return np.concatenate([a * c - b * s, a * s + b * c])
+
+    def rope_adjacent(v, pos):
+        c, s = np.cos(pos * freq), np.sin(pos * freq)
+        a, b = v[0::2], v[1::2]
+        out = np.empty_like(v)
+        out[0::2], out[1::2] = a * c - b * s, a * s + b * c
+        return out
+
+    x = np.random.default_rng(5).standard_normal(cfg["dim"])
+    wq, wk = st.get_tensor("model.layers.0.self_attn.q_proj.weight"), st.get_tensor("model.layers.0.self_attn.k_proj.weight")
+    gq = dequantize(tensors["blk.0.attn_q.weight"].data, tensors["blk.0.attn_q.weight"].tensor_type).reshape(wq.shape)
+    gk = dequantize(tensors["blk.0.attn_k.weight"].data, tensors["blk.0.attn_k.weight"].tensor_type).reshape(wk.shape)
+    worst_s = 0.0
+    for h in range(cfg["heads"]):
+        kvh = h // (cfg["heads"] // cfg["kv_heads"])
+        q, k = wq[h * hd:(h + 1) * hd] @ x, wk[kvh * hd:(kvh + 1) * hd] @ x
+        q2, k2 = gq[h * hd:(h + 1) * hd] @ x, gk[kvh * hd:(kvh + 1) * hd] @ x
+        for pq, pk in ((5, 2), (37, 0), (100, 99)):
+            s1 = rope_half(q, pq) @ rope_half(k, pk)
+            s2 = rope_adjacent(q2, pq) @ rope_adjacent(k2, pk)
+            worst_s = max(worst_s, abs(s1 - s2) / (np.linalg.norm(q) * np.linalg.norm(k)))
+    assert worst_s < 3 * TOL[qtype], f"attention scores differ by {worst_s} (relative)"
     if len(sys.argv) > 4:
         tok = json.load(open(sys.argv[4], encoding="utf-8"))
         toks = field(r, "tokenizer.ggml.tokens")
@@ -90,7 +124,8 @@ def main():
             assert toks[i] == s, f"token {i}: {toks[i]!r} != {s!r}"
         merges = field(r, "tokenizer.ggml.merges")
         assert len(merges) == len(tok["model"]["merges"])
-    print(f"{path}: {len(tensors)} tensors ({qtype}), worst relative RMS {worst:.5f}")
+    print(f"{path}: {len(tensors)} tensors ({qtype}), worst relative RMS {worst:.5f}, "
+          f"rope scores agree to {worst_s:.2e}")
 
 
 main()
