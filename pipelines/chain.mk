@@ -17,6 +17,9 @@ V = $(VESPER_BIN)/
 
 METRICS  = $(RUN)/metrics.jsonl
 LOG_EVERY ?= 10
+# Sequences a micro-batch (vtrain accumulates gradients up to BATCH_TOKENS);
+# empty: vtrain's choice.
+MICRO_BATCH ?=
 CKPT     = $(RUN)/ckpt
 QUANT    = $(RUN)/model-int$(BITS).safetensors
 # A launcher in front of vtrain, e.g. LAUNCH='numactl --cpunodebind=0'.
@@ -26,7 +29,7 @@ TRAIN_ARGS = --device $(DEVICE) --preset $(PRESET) --steps $(STEPS) \
 	--seq $(SEQ) --batch-tokens $(BATCH_TOKENS) --lr $(LR) \
 	--warmup $(WARMUP) --eval-every $(EVAL_EVERY) \
 	--ckpt-every $(CKPT_EVERY) --keep $(KEEP) --log-every $(LOG_EVERY) \
-	--seed $(SEED) $(TRAIN_FLAGS)
+	--seed $(SEED) $(if $(MICRO_BATCH),--micro-batch $(MICRO_BATCH) )$(TRAIN_FLAGS)
 
 .PHONY: all tokenizer shards train quantize eval sample clean FORCE
 .DEFAULT_GOAL := all

@@ -31,7 +31,7 @@ WARMUP  ?= 200
 EVAL_EVERY ?= 250
 CKPT_EVERY ?= 500
 KEEP    ?= 3
-TRAIN_FLAGS ?= --micro-batch $(MICRO_BATCH)
+TRAIN_FLAGS ?=
 RESTART ?= no
 
 BITS    ?= 8

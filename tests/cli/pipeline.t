@@ -48,6 +48,39 @@ run 0 mk -n -f "$P/large.mk" RUN="$R"
 like out "vtrain .*--resume $R/ckpt/latest" 'large.mk: an interrupted run resumes from ckpt/latest'
 unlike out 'vfetch|vtokenize|vshard' 'large.mk: the steps already done are not redone'
 
+# --- large.mk for real, on a local corpus and a model a hundredth of tiny ---
+# CORPUS given: nothing to fetch.  Then export, and a longer run that
+# resumes from the last checkpoint (large.mk keeps going when options change).
+G=$T/large
+large() {
+	mk -f "$P/large.mk" RUN="$G" CORPUS="$VESPER_SRC/data/handwritten.txt" \
+	    VOCAB=512 PRESET=tiny DEVICE=cpu STEPS=8 SEQ=64 BATCH_TOKENS=512 \
+	    MICRO_BATCH=8 WARMUP=2 EVAL_EVERY=4 CKPT_EVERY=4 GEN_TOKENS=8 \
+	    SHARD_TOKENS=64k VAL_FRACTION=0.05 \
+	    TRAIN_FLAGS='--layers 2 --dim 64 --heads 2 --kv-heads 2 --hidden 128' "$@"
+}
+large > out 2> err
+st=$?
+missing=$(grep -Eo '^v[a-z]+: .*(not built yet|not implemented)' err | head -n 1)
+if [ $st -ne 0 ] && [ -n "$missing" ]; then
+	skip 'large.mk runs on a local corpus' "a program is not built yet: $missing"
+else
+	ok $st 'large.mk runs on a local corpus'
+	[ $st -eq 0 ] || diag "$(tail -n 30 err)"
+	unlike out 'vfetch' 'large.mk: a corpus given is not fetched'
+	like out 'vtrain .*--micro-batch 8' 'large.mk: MICRO_BATCH reaches vtrain'
+	like out '^validation loss .* at step 8,' 'large.mk: evaluated at the last step'
+	run 0 large export
+	[ -s "$G/hf/config.json" ] && [ -s "$G/hf/model.safetensors" ] &&
+	    [ -s "$G/hf/tokenizer.json" ]
+	ok $? 'large.mk export: config.json, model.safetensors, tokenizer.json'
+	run 0 large STEPS=10
+	like out "vtrain .*--steps 10 .*--resume $G/ckpt/latest" 'large.mk: more steps resume the run'
+	unlike out 'afresh' 'large.mk: nothing is thrown away'
+	[ "$(jq -s 'map(.step) | max' "$G/metrics.jsonl")" = 10 ]
+	ok $? 'large.mk: the resumed run reaches the new last step'
+fi
+
 # --- Plots and the live view from a metrics log -------------------------------
 # 120 steps of a loss that falls, evaluations every 20 steps, as vtrain
 # writes them (lib/train.c).
