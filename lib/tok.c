@@ -20,7 +20,7 @@
 #include "vio.h"
 
 #define BPE_SMALL 48
-#define CACHE_PIECE_MAX 64	/* longer pre-tokens are not cached */
+#define CACHE_PIECE_MAX 1024	/* longer pre-tokens are not cached */
 #define CACHE_MAX_ENTRIES (1u << 20)
 #define NO_RANK UINT32_MAX
 

@@ -202,8 +202,13 @@ utf8_put(unsigned char *o, uint32_t cp)
 
 /* Could NFC change text around cp?  Below U+0300 nothing decomposes and
  * nothing combines with what precedes it; above, a character is left alone
- * by NFC when it is a starter that takes part in no composition and has no
- * canonical decomposition.  Anything else sends its run through utf8proc. */
+ * by NFC when it is a starter that is not the second of a composition pair
+ * and has no canonical decomposition.  (A character that can only be the
+ * first of a pair, such as U+2192 or Cyrillic letters, changes only when a
+ * second follows, and that second is caught here.)  utf8proc marks the
+ * second characters of pairs with bit 15 of comb_index; test_tok checks a
+ * composition so that a change of that convention would show.  Anything
+ * else sends the document through utf8proc. */
 static int
 nfc_stable(uint32_t cp)
 {
@@ -213,8 +218,8 @@ nfc_stable(uint32_t cp)
 	    (cp >= 0xD7B0 && cp <= 0xD7FF) || (cp >= 0xAC00 && cp <= 0xD7A3))
 		return 0;	/* Hangul composes by rule, not by table */
 	const utf8proc_property_t *p = utf8proc_get_property((utf8proc_int32_t)cp);
-	if (p->combining_class != 0 || p->comb_index != UINT16_MAX ||
-	    p->comp_exclusion)
+	if (p->combining_class != 0 || p->comp_exclusion ||
+	    (p->comb_index != UINT16_MAX && (p->comb_index & 0x8000)))
 		return 0;
 	if (p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0)
 		return 0;
@@ -427,8 +432,36 @@ hspace_at(const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* The length of the horizontal space that ends p[0..n), or 0. */
+static size_t
+hspace_before(const unsigned char *p, size_t n)
+{
+	if (n >= 1 && p[n - 1] == ' ')
+		return 1;
+	if (n >= 2 && p[n - 2] == 0xC2 && p[n - 1] == 0xA0)
+		return 2;
+	if (n >= 3 && p[n - 3] == 0xE2 && p[n - 2] == 0x80 && (p[n - 1] == 0x87 ||
+	    p[n - 1] == 0x89 || p[n - 1] == 0x8A || p[n - 1] == 0xAF))
+		return 3;
+	return 0;
+}
+
+/* The next "\xC2<second>" in s[0..n), or n. */
+static size_t
+find2(const unsigned char *s, size_t n, unsigned char second)
+{
+	const unsigned char *p = s, *end = s + n;
+	while ((p = memchr(p, 0xC2, (size_t)(end - p))) != NULL) {
+		if (p + 1 < end && p[1] == second)
+			return (size_t)(p - s);
+		p++;
+	}
+	return n;
+}
+
 /* Pass 3a: «H* -> "« ", then H*» -> " »" (H: hspace_at), over
- * b->p[from..b->n). */
+ * b->p[from..b->n).  The run before » is the one that ends what has been
+ * copied so far, as the regular expression's leftmost match would take. */
 static int
 pass_quotes(struct tok_buf *b, size_t from, struct tok_buf *tmp)
 {
@@ -439,27 +472,23 @@ pass_quotes(struct tok_buf *b, size_t from, struct tok_buf *tmp)
 		size_t n = b->n - from, i = 0;
 		tmp->n = 0;
 		while (i < n) {
-			if (rule == 0 && i + 1 < n && s[i] == 0xC2 && s[i + 1] == 0xAB) {
-				i += 2;
+			size_t at = i + find2(s + i, n - i, rule == 0 ? 0xAB : 0xBB);
+			if ((err = tok_buf_put(tmp, s + i, at - i)))
+				return err;
+			i = at;
+			if (i == n)
+				break;
+			i += 2;
+			if (rule == 0) {
 				size_t h;
 				while (i < n && (h = hspace_at(s + i, n - i)))
 					i += h;
 				err = tok_buf_put(tmp, "\xC2\xAB ", 3);
-			} else if (rule == 1 && (hspace_at(s + i, n - i) ||
-			    (i + 1 < n && s[i] == 0xC2 && s[i + 1] == 0xBB))) {
-				size_t j = i, h;
-				while (j < n && (h = hspace_at(s + j, n - j)))
-					j += h;
-				if (j + 1 < n && s[j] == 0xC2 && s[j + 1] == 0xBB) {
-					err = tok_buf_put(tmp, " \xC2\xBB", 3);
-					i = j + 2;
-				} else {
-					err = tok_buf_put(tmp, s + i, j - i);
-					i = j;
-				}
 			} else {
-				err = tok_buf_put(tmp, s + i, 1);
-				i++;
+				size_t h;
+				while ((h = hspace_before((unsigned char *)tmp->p, tmp->n)))
+					tmp->n -= h;
+				err = tok_buf_put(tmp, " \xC2\xBB", 3);
 			}
 			if (err)
 				return err;

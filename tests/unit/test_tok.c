@@ -56,6 +56,10 @@ test_normalize(void)
 	    "BOM, zero-width space, soft hyphen removed");
 	is_str(norm(all, "e\xCC\x81t\xC3\xA9"), "\xC3\xA9t\xC3\xA9", "NFC composes e + U+0301");
 	is_str(norm(all & ~TOK_NORM_NFC, "e\xCC\x81"), "e\xCC\x81", "nfc off: left decomposed");
+	is_str(norm(all, "\xE2\x86\x92\xCC\xB8 \xE2\x86\x92"), "\xE2\x86\x9B \xE2\x86\x92",
+	    "NFC composes U+2192 + U+0338, leaves U+2192 alone");
+	is_str(norm(all, "\xE2\x84\xAB\xE1\x84\x80\xE1\x85\xA1"), "\xC3\x85\xEA\xB0\x80",
+	    "NFC: Angstrom sign to \xC3\x85, Hangul jamo composed");
 	is_str(norm(all, "\xE2\x80\x95 dit-il \xE2\x80\x90 \xE2\x88\x92" "3"),
 	    "\xE2\x80\x94 dit-il - -3", "bar to em dash, hyphen and minus to -");
 	is_str(norm(all, "\xE2\x80\x94 Oui \xE2\x80\x93 non"), "\xE2\x80\x94 Oui \xE2\x80\x93 non",
