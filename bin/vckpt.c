@@ -287,7 +287,6 @@ cmd_verify(int argc, char **argv)
 		int bad = 0;
 		for (int i = 0; i < nl; i++) {
 			const struct st_tensor *t = st_find(&f, lt[i].name);
-			uint64_t n;
 			if (t == NULL) {
 				problem("layout: %s is missing", lt[i].name);
 				bad++;
@@ -297,7 +296,6 @@ cmd_verify(int argc, char **argv)
 			int64_t cols = t->ndim >= 1 ? t->shape[t->ndim - 1] : 1;
 			if (t->dtype == ST_U8 && is_quantised(&f, t))
 				cols *= 2;
-			vq_tensor_numel(&f, t, &n);
 			int want_nd = lt[i].rows == 1 && !lt[i].is_matrix ? 1 : 2;
 			if (t->ndim != want_nd || rows != lt[i].rows || cols != lt[i].cols) {
 				char sh[96];
@@ -659,6 +657,9 @@ cmd_average(int argc, char **argv)
 			    memcmp(ti->shape, t0->shape, sizeof t0->shape) != 0)
 				cli_die("%s: tensor %s is missing or has another shape",
 				    f[i].path, t0->name);
+			if (is_float(ti->dtype) != is_float(t0->dtype))
+				cli_die("%s: tensor %s is %s, %s has %s", f[i].path, t0->name,
+				    st_dtype_name(ti->dtype), f[0].path, st_dtype_name(t0->dtype));
 		}
 		if (!is_float(t0->dtype))
 			continue;	/* integers are copied from the first */
@@ -673,7 +674,7 @@ cmd_average(int argc, char **argv)
 		for (uint64_t e = 0; e < t0->numel; e++)
 			acc[e] /= (float)k;
 		free(x);
-		o.own[o.n - 1] = acc;
+		o.own[o.n - 1] = acc;	/* w, the last added, now owns acc */
 		w->data = NULL;
 		w->f32 = acc;
 		if (w->dtype == ST_F64)
