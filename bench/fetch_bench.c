@@ -23,7 +23,7 @@ main(int argc, char **argv)
 	http_opts_default(&o);
 	o.progress = V_PROGRESS_OFF;
 	double t0 = v_now();
-	int err = http_download(&o, argv[1], argv[2], atoll(argv[3]), sha, "bench");
+	int err = http_download(&o, argv[1], argv[2], atoll(argv[3]), sha, NULL, "bench");
 	double t1 = v_now();
 	if (err) {
 		fprintf(stderr, "fetch_bench: %s\n", v_errmsg(err));

@@ -174,6 +174,8 @@ struct tree_entry {
 	int64_t size;
 	int has_sha;
 	unsigned char sha256[32];
+	int has_oid;		/* a git blob id, for files not in LFS */
+	unsigned char oid[20];
 };
 
 struct tree {
@@ -230,6 +232,15 @@ tree_parse(const json_t *arr, const char *name, struct tree *t)
 			e->has_sha = 1;
 			if (v_json_int(lfs, "size", &lsize) == V_OK && lsize >= 0)
 				size = lsize;
+		}
+		/* Outside LFS the listing's oid is the git blob id, which
+		 * covers the content; in LFS it names the pointer file. */
+		const char *oid;
+		if (lfs == NULL && v_json_str(o, "oid", &oid, NULL) == V_OK) {
+			if (hex_decode(oid, e->oid, 20) != 0)
+				return v_error(V_ERR_FORMAT, "%s: %s: bad oid \"%s\"", name,
+				    path, oid);
+			e->has_oid = 1;
 		}
 		e->size = size;
 		if ((e->path = strdup(path)) == NULL)
@@ -366,7 +377,7 @@ hub_file(const struct fetch_opts *o, const char *repo, const char *rev,
 	if (url == NULL)
 		return v_error(V_ERR_NOMEM, "out of memory");
 	err = http_download(&o->http, url, dest, e->size, e->has_sha ? e->sha256 : NULL,
-	    e->path);
+	    e->has_oid ? e->oid : NULL, e->path);
 	free(url);
 	return err;
 }
@@ -1029,7 +1040,7 @@ fetch_url(const struct fetch_opts *o, const char *url, FILE *out, struct fetch_s
 		}
 		if ((err = mkdir_for(dest)) ||
 		    (err = http_download(&o->http, url, dest, -1, o->sha256 ? want : NULL,
-		    url)))
+		    NULL, url)))
 			goto done;
 	}
 	char *src = o->source ? strdup(o->source) : source_of(name);

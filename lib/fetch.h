@@ -8,8 +8,9 @@
  *   GET <endpoint>/api/datasets/<repo>/tree/<commit>?recursive=true
  * (paginated: the next page is the Link header's rel="next"), and each
  * file is fetched from <endpoint>/datasets/<repo>/resolve/<revision>/<path>
- * into the cache, checked against the size and the LFS SHA-256 that the
- * listing gives before it gets its final name:
+ * into the cache, checked against the size and the LFS SHA-256 (or, for a
+ * file outside LFS, the git blob id) that the listing gives before it gets
+ * its final name:
  *   <cache>/hub/datasets--<owner>-<name>/refs/<revision>   (the commit id)
  *   <cache>/hub/datasets--<owner>-<name>/<commit>/<path>
  *   <cache>/hub/datasets--<owner>-<name>/<commit>/.vesper-tree.json

@@ -108,13 +108,36 @@ struct xfer {
 	/* file sink */
 	FILE *fp;
 	const char *part;
-	EVP_MD_CTX *md;
+	EVP_MD_CTX *md;		/* SHA-256 of the file */
+	EVP_MD_CTX *git;	/* SHA-1 of "blob <size>\0" + the file, or NULL */
+	int64_t size;		/* expected size, for the git header */
 	uint64_t offset;	/* bytes in the file when the request was sent */
 	uint64_t have;		/* bytes in the file now */
 	int started;		/* the body of this response has begun */
 	struct v_progress *prog;
 	int sink_err;		/* a v_error code set in a callback */
 };
+
+/* Start the file's hashes over (a download that restarts from byte 0). */
+static void
+digests_reset(struct xfer *x)
+{
+	EVP_DigestInit_ex(x->md, EVP_sha256(), NULL);
+	if (x->git != NULL) {
+		char h[32];
+		int n = snprintf(h, sizeof h, "blob %lld", (long long)x->size);
+		EVP_DigestInit_ex(x->git, EVP_sha1(), NULL);
+		EVP_DigestUpdate(x->git, h, (size_t)n + 1);	/* with its NUL */
+	}
+}
+
+static void
+digests_update(struct xfer *x, const void *p, size_t n)
+{
+	EVP_DigestUpdate(x->md, p, n);
+	if (x->git != NULL)
+		EVP_DigestUpdate(x->git, p, n);
+}
 
 static void
 xfer_reset_headers(struct xfer *x)
@@ -271,7 +294,7 @@ on_body(char *data, size_t size, size_t n, void *arg)
 				x->sink_err = v_error_errno(V_ERR_IO, "%s: cannot restart", x->part);
 				return 0;
 			}
-			EVP_DigestInit_ex(x->md, EVP_sha256(), NULL);
+			digests_reset(x);
 			x->offset = x->have = 0;
 		}
 	}
@@ -279,7 +302,7 @@ on_body(char *data, size_t size, size_t n, void *arg)
 		x->sink_err = v_error_errno(V_ERR_IO, "%s: write error", x->part);
 		return 0;
 	}
-	EVP_DigestUpdate(x->md, data, len);
+	digests_update(x, data, len);
 	x->have += len;
 	if (x->prog != NULL)
 		v_progress_update(x->prog, x->have);
@@ -429,7 +452,7 @@ perform(const struct http_opts *o, const char *url0, struct xfer *x, const char 
 				err = v_error_errno(V_ERR_IO, "%s: cannot restart", x->part);
 				break;
 			}
-			EVP_DigestInit_ex(x->md, EVP_sha256(), NULL);
+			digests_reset(x);
 			x->have = 0;
 			snprintf(why, sizeof why, "HTTP 416");
 		} else if (code == 429 || code >= 500) {
@@ -544,7 +567,7 @@ http_sha256_file(const char *path, unsigned char out[32])
 
 /* Hash the first n bytes already in fp (a partial download being resumed). */
 static int
-hash_prefix(FILE *fp, EVP_MD_CTX *md, uint64_t n, const char *name)
+hash_prefix(FILE *fp, struct xfer *x, uint64_t n, const char *name)
 {
 	unsigned char buf[1 << 16];
 
@@ -554,7 +577,7 @@ hash_prefix(FILE *fp, EVP_MD_CTX *md, uint64_t n, const char *name)
 		size_t k = n < sizeof buf ? (size_t)n : sizeof buf;
 		if (fread(buf, 1, k, fp) != k)
 			return v_error_errno(V_ERR_IO, "%s: read error", name);
-		EVP_DigestUpdate(md, buf, k);
+		digests_update(x, buf, k);
 		n -= k;
 	}
 	return fseek(fp, 0, SEEK_END) == 0 ? V_OK : v_error_errno(V_ERR_IO, "%s", name);
@@ -562,7 +585,8 @@ hash_prefix(FILE *fp, EVP_MD_CTX *md, uint64_t n, const char *name)
 
 int
 http_download(const struct http_opts *o, const char *url, const char *dest,
-    int64_t size, const unsigned char *sha256, const char *label)
+    int64_t size, const unsigned char *sha256, const unsigned char *git_oid,
+    const char *label)
 {
 	struct xfer x;
 	struct v_progress prog;
@@ -593,12 +617,15 @@ http_download(const struct http_opts *o, const char *url, const char *dest,
 		    v_error_errno(V_ERR_IO, "%s: lock", part);
 		goto done;
 	}
+	x.size = size;
 	x.md = EVP_MD_CTX_new();
-	if (x.md == NULL) {
+	if (git_oid != NULL && size >= 0)
+		x.git = EVP_MD_CTX_new();
+	if (x.md == NULL || (git_oid != NULL && size >= 0 && x.git == NULL)) {
 		err = v_error(V_ERR_NOMEM, "out of memory");
 		goto done;
 	}
-	EVP_DigestInit_ex(x.md, EVP_sha256(), NULL);
+	digests_reset(&x);
 	if (fstat(fd, &st) != 0) {
 		err = v_error_errno(V_ERR_IO, "%s", part);
 		goto done;
@@ -612,7 +639,7 @@ http_download(const struct http_opts *o, const char *url, const char *dest,
 		}
 		x.have = 0;
 	}
-	if ((err = hash_prefix(x.fp, x.md, x.have, part)))
+	if ((err = hash_prefix(x.fp, &x, x.have, part)))
 		goto done;
 	v_progress_init(&prog, stderr, o->progress, label, "", V_UNIT_BYTES,
 	    size > 0 ? (uint64_t)size : 0);
@@ -639,6 +666,19 @@ http_download(const struct http_opts *o, const char *url, const char *dest,
 		    "(the download was removed)", label, a, b);
 		goto done;
 	}
+	if (x.git != NULL) {
+		unsigned char g[20];
+		EVP_DigestFinal_ex(x.git, g, NULL);
+		if (memcmp(g, git_oid, 20) != 0) {
+			char a[41], b[41];
+			hex(a, git_oid, 20);
+			hex(b, g, 20);
+			unlink(part);
+			err = v_error(V_ERR_CHECKSUM, "%s: git object id mismatch: expected "
+			    "%s, got %s (the download was removed)", label, a, b);
+			goto done;
+		}
+	}
 	if (fsync(fd) != 0) {
 		err = v_error_errno(V_ERR_IO, "%s: fsync", part);
 		goto done;
@@ -651,6 +691,7 @@ done:
 	if (x.fp != NULL)
 		fclose(x.fp);
 	EVP_MD_CTX_free(x.md);
+	EVP_MD_CTX_free(x.git);
 	free(x.buf);
 	free(x.link_next);
 	free(part);

@@ -8,7 +8,7 @@
  * Retry-After; 4xx answers are not.  A download goes to "<dest>.part",
  * resumes from its size with a Range request, starts over when the server
  * answers 200 instead of 206, is hashed while it arrives, and is renamed to
- * dest only when its size and SHA-256 match. */
+ * dest only when its size and hashes match. */
 #ifndef VESPER_HTTP_H
 #define VESPER_HTTP_H
 
@@ -38,10 +38,13 @@ int http_get(const struct http_opts *o, const char *url, size_t max,
     char **body, size_t *len, char **next);
 
 /* Download url to dest as described above.  size: the expected size, or
- * -1 when unknown; sha256: the expected hash (32 bytes), or NULL.  label
- * names the file in progress lines and errors. */
+ * -1 when unknown; sha256: the expected hash (32 bytes), or NULL; git_oid:
+ * the expected git object id (20 bytes: SHA-1 of "blob <size>", a NUL and
+ * the content; it needs the size), or NULL.  label names the file in
+ * progress lines and errors. */
 int http_download(const struct http_opts *o, const char *url, const char *dest,
-    int64_t size, const unsigned char *sha256, const char *label);
+    int64_t size, const unsigned char *sha256, const unsigned char *git_oid,
+    const char *label);
 
 /* SHA-256 of a whole file (32 bytes into out). */
 int http_sha256_file(const char *path, unsigned char out[32]);

@@ -158,6 +158,17 @@ like err 'FR/Debats/train.txt: SHA-256 mismatch' "a wrong hash is a clear error 
 ok $? "and leaves nothing in the cache"
 [ ! -s out ]; ok $? "and no document"
 
+# Files outside LFS are checked against their git blob id.
+serve --no-lfs FR/Debats/train.txt
+run 0 vfetch --cache c19 --endpoint "$EP" claire
+same out claire.jsonl "a file outside LFS, served by the hub, checked by its git id"
+unlike log '^cdn .*Debats/train.txt' "without a redirect"
+serve --no-lfs FR/Debats/train.txt --wrong-oid FR/Debats/train.txt
+run 1 vfetch --cache c20 --endpoint "$EP" claire
+like err 'FR/Debats/train.txt: git object id mismatch' "a wrong git blob id is refused"
+[ ! -e c20/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/$MAIN/FR/Debats/train.txt ]
+ok $? "and leaves nothing under the final name"
+
 # Authentication: the token goes to the hub and never to the CDN.
 serve --token s3cret
 run 1 vfetch --cache c6 --endpoint "$EP" claire

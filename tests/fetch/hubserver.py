@@ -23,6 +23,9 @@ Faults, for the tests (PATH is a file's path inside its dataset, or for
                       for the commit id sha1(name)
   --extra-entry PATH  list a file PATH that does not exist (a hostile listing)
   --relative-links    next-page links as absolute paths without a host
+  --no-lfs PATH       PATH is a plain git file: no "lfs" in the listing (its
+                      "oid" is the git blob id), served by the hub itself
+  --wrong-oid PATH    the listing gives PATH a wrong git blob id
 Each request is logged to --log as "server method path auth=yes|no
 range=...".  The two ports are written to --portfile when both listen.
 """
@@ -49,6 +52,8 @@ ap.add_argument("--token")
 ap.add_argument("--revisions", default="main")
 ap.add_argument("--extra-entry", action="append", default=[])
 ap.add_argument("--relative-links", action="store_true")
+ap.add_argument("--no-lfs", action="append", default=[])
+ap.add_argument("--wrong-oid", action="append", default=[])
 args = ap.parse_args()
 
 lock = threading.Lock()
@@ -106,7 +111,9 @@ def listing(repo):
                 dirs.add("/".join(parts[:i]))
             e = {"type": "file", "oid": git_oid(full),
                  "size": os.path.getsize(full), "path": rel}
-            if rel.endswith(".txt"):
+            if rel in args.wrong_oid:
+                e["oid"] = hashlib.sha1(b"not the blob").hexdigest()
+            if rel.endswith(".txt") and rel not in args.no_lfs:
                 oid = sha256_file(full)
                 if rel in args.wrong_hash:
                     oid = hashlib.sha256(b"not the file").hexdigest()
@@ -196,7 +203,7 @@ class Hub(Handler):
                 return
             if rev not in revisions or ".." in path.split("/") or not os.path.isfile(full):
                 return self.send(404, b'{"error":"Entry not found"}')
-            if path.endswith(".txt"):
+            if path.endswith(".txt") and path not in args.no_lfs:
                 loc = "http://127.0.0.1:%d/cdn/%s/%s?sig=abc" % (
                     ports["cdn"], urllib.parse.quote(repo), urllib.parse.quote(path))
                 return self.send(302, b"", extra=[("Location", loc)])
