@@ -124,6 +124,75 @@ shape_str(const struct st_tensor *t, char *buf, size_t n)
 /* ---- info ---- */
 
 static int
+is_gguf_file(const char *path)
+{
+	unsigned char m[4];
+	FILE *fp = fopen(path, "rb");
+	int yes = fp != NULL && fread(m, 1, 4, fp) == 4 && memcmp(m, "GGUF", 4) == 0;
+	if (fp != NULL)
+		fclose(fp);
+	return yes;
+}
+
+/* A GGUF file (what export --gguf wrote) through the checking reader. */
+static int
+info_gguf(const char *path, int list)
+{
+	struct gguf_file g;
+	char b1[32];
+	int err = gguf_open(&g, path);
+	if (err)
+		cli_fatal(err);
+	human((double)g.size, b1, sizeof b1);
+	printf("file        %s (%s)\n", g.path, b1);
+	printf("format      GGUF version %u, alignment %u, %zu keys, %zu tensors\n",
+	    g.version, g.align, g.n_kv, g.n_t);
+	for (size_t i = 0; i < g.n_kv; i++) {
+		const struct gguf_kv *kv = &g.kv[i];
+		uint64_t u;
+		float fl;
+		printf("metadata    %s = ", kv->key);
+		if (kv->type == GGUF_STRING)
+			printf("%s\n", kv->str);
+		else if (kv->type == GGUF_ARRAY)
+			printf("[%llu values]\n", (unsigned long long)kv->arr_n);
+		else if (kv->type == GGUF_F32)
+			printf("%g\n", (memcpy(&fl, kv->val, 4), (double)fl));
+		else if (gguf_kv_uint(&g, kv->key, &u) == V_OK)
+			printf("%llu\n", (unsigned long long)u);
+		else
+			printf("(type %u)\n", kv->type);
+	}
+	uint64_t count[64] = { 0 }, bytes[64] = { 0 };
+	for (size_t i = 0; i < g.n_t; i++)
+		if (g.t[i].type < 64) {
+			count[g.t[i].type]++;
+			bytes[g.t[i].type] += g.t[i].nbytes;
+		}
+	for (int ty = 0; ty < 64; ty++)
+		if (count[ty]) {
+			human((double)bytes[ty], b1, sizeof b1);
+			printf("dtype       %-5s %llu tensors, %s\n", gguf_type_name((uint32_t)ty),
+			    (unsigned long long)count[ty], b1);
+		}
+	if (list)
+		for (size_t i = 0; i < g.n_t; i++) {
+			const struct gguf_tensor *t = &g.t[i];
+			char sh[96];
+			size_t at = (size_t)snprintf(sh, sizeof sh, "[");
+			for (uint32_t d = 0; d < t->ndim && at < sizeof sh; d++)
+				at += (size_t)snprintf(sh + at, sizeof sh - at, "%s%llu",
+				    d ? ", " : "", (unsigned long long)t->ne[d]);
+			if (at < sizeof sh)
+				snprintf(sh + at, sizeof sh - at, "]");
+			printf("tensor      %-52s %-5s %-16s %llu\n", t->name,
+			    gguf_type_name(t->type), sh, (unsigned long long)t->nbytes);
+		}
+	gguf_close(&g);
+	return 0;
+}
+
+static int
 cmd_info(int argc, char **argv)
 {
 	int c, list = 0;
@@ -136,6 +205,8 @@ cmd_info(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		cli_usage();
+	if (is_gguf_file(argv[optind]))
+		return info_gguf(argv[optind], list);
 	struct st_file f;
 	struct vlm_config cfg;
 	char b1[32];

@@ -139,6 +139,16 @@ done
 size16=$(wc -c < m-f16.gguf); size4=$(wc -c < m-q4_0.gguf)
 [ "$size4" -lt $((size16 / 3)) ]; ok $? "q4_0 is under a third of f16 ($size4 vs $size16)"
 run 2 vckpt export -q q5_k --gguf x.gguf a
+# vckpt info reads GGUF through the checking reader.
+run 0 vckpt info -t m-q8_0.gguf
+like out '^format +GGUF version 3, alignment 32' "info: a GGUF file"
+like out '^metadata +llama.block_count = 4$' "info: GGUF keys"
+like out '^metadata +tokenizer.ggml.tokens = \[1024 values\]$' "info: the tokens padded to the vocabulary"
+like out '^dtype +Q8_0 +30 tensors' "info: all 30 matrices Q8_0 (352 inputs are 11 blocks)"
+like out '^tensor +blk.3.ffn_down.weight +Q8_0 +\[352, 128\]' "info -t: GGUF sizes, fastest first"
+head -c 3000 m-q8_0.gguf > cut.gguf
+run 1 vckpt info cut.gguf
+like err 'cut.gguf: ' "a truncated GGUF file is named"
 
 if have_python safetensors && have_python numpy; then
 	run 0 py st_check.py read a/model.safetensors
