@@ -181,6 +181,13 @@ else
 	ok $? 'small.mk: a second run succeeds'
 	unlike out 'vtokenize|vshard|vtrain|vquant|vgen' 'small.mk: a second run redoes nothing'
 
+	# Another prompt (with an apostrophe): new text, no training.
+	small PROMPT="[Intervenant 1:] Je voudrais de l'eau" > out 2> err
+	ok $? 'small.mk: another prompt'
+	like out "^\[Intervenant 1:\] Je voudrais de l'eau" 'small.mk: the new prompt, quoted safely'
+	like out 'vgen ' 'small.mk: another prompt generates again'
+	unlike out 'vtrain|vquant' 'small.mk: another prompt does not train again'
+
 	# An interrupted training (no train.done, checkpoints there) resumes.
 	rm "$S/train.done"
 	small > out 2> err
