@@ -206,8 +206,13 @@ wait $pid
 st=$?
 if [ "$st" -eq 0 ]; then
 	skip "a killed run leaves no manifest" "vshard finished before the signal"
+elif [ -e killed/manifest.json ]; then
+	# The signal came after the manifest (while exiting): then the
+	# directory must be complete.
+	vshard verify killed >/dev/null 2>&1
+	ok $? "killed after its manifest: the directory is complete"
 else
-	[ ! -e killed/manifest.json ] && ! ls killed 2>/dev/null | grep -q tmp
+	! ls killed 2>/dev/null | grep -q tmp
 	ok $? "a killed run leaves no manifest and no temporary file"
 fi
 run 0 vshard --level 19 --shard-tokens 20000 -o killed huge.tok
