@@ -98,6 +98,23 @@ vckpt info shape.safetensors 2>err; like err 'shape and dtype make 8 bytes' "sha
 run 1 vckpt info no-such-dir
 like err 'no-such-dir' "a missing checkpoint is named"
 
+# A write that fails half-way (a file-size limit standing in for a full
+# disk) leaves neither the output nor a temporary file.
+mkdir full && cd full || exit 1
+for cmd in "vckpt init -V 1000 out" "vckpt convert -d f32 ../a out.safetensors" \
+    "vckpt export --gguf out.gguf ../a" "vquant ../a out.safetensors" \
+    "vckpt average -o out.safetensors ../a ../b.safetensors"; do
+	# shellcheck disable=SC2086
+	(ulimit -f 2000; trap '' XFSZ; exec $cmd) >../out 2>../err
+	st=$?
+	[ $st -eq 1 ] && grep -q 'write error: File too large' ../err
+	ok $? "$cmd: a failed write is reported (status $st)"
+	[ ! -e out/model.safetensors ] && [ ! -e out.safetensors ] && [ ! -e out.gguf ] &&
+	    [ -z "$(find . -name '*.tmp.*')" ]
+	ok $? "$cmd: no output and no temporary file left"
+done
+cd .. || exit 1
+
 # Bad usage.
 run 2 vckpt frobnicate
 run 2 vckpt convert -d f64 a x
