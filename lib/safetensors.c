@@ -18,6 +18,12 @@
 #include "vio.h"
 #include "vlm_config.h"
 
+/* Tensors are little-endian in the file and F32 data is copied as it
+ * lies, in both directions. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors.c copies F32 data as it lies: little-endian hosts only"
+#endif
+
 static const struct {
 	const char *name;
 	size_t size;
