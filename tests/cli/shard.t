@@ -213,7 +213,9 @@ elif [ -e killed/manifest.json ]; then
 	ok $? "killed after its manifest: the directory is complete"
 else
 	! ls killed 2>/dev/null | grep -q tmp
-	ok $? "a killed run leaves no manifest and no temporary file"
+	r=$?
+	ok $r "a killed run leaves no manifest and no temporary file"
+	[ $r -eq 0 ] || diag "status $st; left: $(ls killed 2>&1)"
 fi
 run 0 vshard --level 19 --shard-tokens 20000 -o killed huge.tok
 run 0 vshard verify killed
