@@ -659,8 +659,6 @@ main(int argc, char **argv)
 		else
 			cli_warn("the CUDA backend cannot train yet; using the CPU");
 	}
-	if (dp.size > 1 && ops->set_grads == NULL)
-		cli_die("the %s backend cannot train data parallel yet", ops->name);
 	if (dp.size > 1 && ops != &vlm_cpu_trainer) {
 		/* One GPU per rank of a node: the launcher's local rank. */
 		const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
@@ -671,6 +669,17 @@ main(int argc, char **argv)
 		    be.cuda->set_device(atoi(lr) % n) != 0)
 			cli_die("cannot select GPU %d: %s", atoi(lr) % n,
 			    be.cuda->last_error());
+	}
+	/* Gradients that live on a GPU are summed there, by NCCL;
+	 * VTRAIN_NCCL=1 takes that path with one rank too (a check that it
+	 * changes nothing).  Otherwise they cross to the host. */
+	int on_device = 0;
+	if (ops->device_grads != NULL && (dp.size > 1 || getenv("VTRAIN_NCCL"))) {
+		if ((err = dp_nccl_open(&dp)) != V_OK)
+			cli_fatal(err);
+		on_device = 1;
+	} else if (dp.size > 1 && ops->set_grads == NULL) {
+		cli_die("the %s backend cannot train data parallel yet", ops->name);
 	}
 	void *st;
 	size_t P = (size_t)vlm_param_count(&cfg);
@@ -685,7 +694,8 @@ main(int argc, char **argv)
 	/* Micro-batch gradients are each computed alone and added in their
 	 * order (dp_sum_add), so that the sum is the same for any number of
 	 * ranks.  On the GPU a single process keeps adding on the device. */
-	int fold = dp.size > 1 || (accum > 1 && ops == &vlm_cpu_trainer);
+	int fold = !on_device &&
+	    (dp.size > 1 || (accum > 1 && ops == &vlm_cpu_trainer));
 	float *grads = fold ? malloc(P * sizeof *grads) : NULL;
 	if (params == NULL || mom1 == NULL || mom2 == NULL || batch == NULL ||
 	    mine == NULL || every == NULL || (fold && grads == NULL))
@@ -742,8 +752,10 @@ main(int argc, char **argv)
 		    s->stop_at && s->stop_at < s->steps ? s->stop_at : s->steps);
 	if (dp.rank == 0 && dp.size > 1)
 		cli_warn("data parallel: %d ranks (%s, %s), %ld micro-batch%s each "
-		    "per step", dp.size, dp.launcher, dp.mpi->library(), local,
-		    local == 1 ? "" : "es");
+		    "per step, gradients summed %s%s", dp.size, dp.launcher,
+		    dp.mpi->library(), local, local == 1 ? "" : "es",
+		    on_device ? "on the GPUs by " : "on the host in a fixed order",
+		    on_device ? dp.nccl->version() : "");
 
 	struct velvet_hparams h;
 	velvet_defaults(&h);
@@ -805,6 +817,13 @@ main(int argc, char **argv)
 		if (fold && ((err = dp_sum_end(&dp, grads, P)) != V_OK ||
 		    (err = ops->set_grads(st, grads)) != V_OK))
 			cli_fatal(err);
+		if (on_device) {
+			float *dev;
+			void *stream;
+			if ((err = ops->device_grads(st, &dev, &stream)) != V_OK ||
+			    (err = dp_nccl_sum(&dp, dev, P, stream)) != V_OK)
+				cli_fatal(err);
+		}
 		if ((err = dp_allgather_f64(&dp, mine, every, W)) != V_OK)
 			cli_fatal(err);
 		/* Micro-batch j of the step is rank j % size's (the reader's

@@ -378,6 +378,16 @@ int set_grads(void *st, const float *g)
 	return 0;
 }
 
+// Data parallel on the device (lib/dp.h's dp_nccl_sum): the gradients
+// where they are, and the stream that writes them.
+int device_grads(void *st, float **g, void **stream)
+{
+	struct trainer *t = (struct trainer *)st;
+	*g = t->g;
+	*stream = t->s;
+	return 0;
+}
+
 int zero_grad(void *st)
 {
 	struct trainer *t = (struct trainer *)st;
@@ -658,4 +668,5 @@ const struct vlm_trainer_ops vk_cuda_trainer = {
 	step,
 	get_logits,
 	set_grads,
+	device_grads,
 };

@@ -63,12 +63,13 @@ dp_launch_env(int *rank, int *size, const char **launcher)
 	return V_OK;
 }
 
-/* The shim beside the program (build/bin -> build/lib/vesper, or
- * PREFIX/bin -> PREFIX/lib/vesper), as the CUDA backend is found. */
+/* A shared object beside the program (build/bin -> build/lib/vesper, or
+ * PREFIX/bin -> PREFIX/lib/vesper), as lib/backend.c finds the CUDA
+ * backend, or where the variable env says. */
 static void
-shim_path(char *path, size_t len)
+beside_path(const char *env_name, const char *name, char *path, size_t len)
 {
-	const char *env = getenv("VESPER_MPI_LIB");
+	const char *env = getenv(env_name);
 	char exe[PATH_MAX];
 	ssize_t n;
 	char *slash;
@@ -82,11 +83,11 @@ shim_path(char *path, size_t len)
 		exe[n] = '\0';
 		if ((slash = strrchr(exe, '/')) != NULL) {
 			*slash = '\0';
-			snprintf(path, len, "%s/../lib/vesper/libvesper_mpi.so", exe);
+			snprintf(path, len, "%s/../lib/vesper/%s", exe, name);
 			return;
 		}
 	}
-	snprintf(path, len, "libvesper_mpi.so");
+	snprintf(path, len, "%s", name);
 }
 
 static int
@@ -97,7 +98,7 @@ mpi_load(const struct dp_mpi_api **api)
 	dp_mpi_api_fn fn;
 	void *h;
 
-	shim_path(path, sizeof path);
+	beside_path("VESPER_MPI_LIB", "libvesper_mpi.so", path, sizeof path);
 	if (access(path, R_OK) != 0)
 		return v_error(V_ERR_NOTFOUND, "this build has no MPI support (%s not "
 		    "found: build with Open MPI's mpicc installed)", path);
@@ -155,9 +156,58 @@ dp_open(struct dp *d)
 	return V_OK;
 }
 
+int
+dp_nccl_open(struct dp *d)
+{
+	unsigned char id[DP_NCCL_ID_BYTES];
+	char path[PATH_MAX + 64];
+	dp_nccl_api_fn fn;
+	void *h;
+	int err;
+
+	beside_path("VESPER_CUDA_LIB", "libvesper_cuda.so", path, sizeof path);
+	/* The backend that lib/backend.h loaded, not a second copy. */
+	h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+	if (h == NULL)
+		return v_error(V_ERR_UNSUPPORTED, "NCCL: the CUDA backend (%s) is "
+		    "not loaded", path);
+	*(void **)&fn = dlsym(h, "vesper_nccl_api");
+	d->nccl = fn != NULL ? fn(DP_NCCL_ABI) : NULL;
+	/* RTLD_NOLOAD took a reference of its own. */
+	dlclose(h);
+	if (d->nccl == NULL)
+		return v_error(V_ERR_UNSUPPORTED, "%s: no NCCL table of ABI %d", path,
+		    DP_NCCL_ABI);
+	memset(id, 0, sizeof id);
+	if (d->rank == 0 && (err = d->nccl->unique_id(id)) != V_OK)
+		return v_error(err, "rank 0: %s", d->nccl->last_error());
+	if ((err = dp_bcast(d, id, sizeof id)) != V_OK)
+		return err;
+	if ((err = d->nccl->comm_init(id, d->rank, d->size, &d->nccl_comm)) != V_OK)
+		return v_error(err, "rank %d of %d: %s", d->rank, d->size,
+		    d->nccl->last_error());
+	return V_OK;
+}
+
+int
+dp_nccl_sum(struct dp *d, float *dev, size_t n, void *stream)
+{
+	int err;
+
+	if (d->nccl_comm == NULL)
+		return v_error(V_ERR_ARG, "NCCL: no communicator");
+	if ((err = d->nccl->allreduce_sum(d->nccl_comm, dev, n, stream)) != V_OK)
+		return v_error(err, "rank %d of %d: %s", d->rank, d->size,
+		    d->nccl->last_error());
+	return V_OK;
+}
+
 void
 dp_close(struct dp *d)
 {
+	if (d->nccl_comm != NULL)
+		d->nccl->comm_destroy(d->nccl_comm);
+	d->nccl_comm = NULL;
 	if (d->kind == DP_MPI && !d->closed)
 		d->mpi->finalize();
 	d->closed = 1;

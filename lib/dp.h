@@ -52,6 +52,32 @@ struct dp_mpi_api {
 
 typedef const struct dp_mpi_api *(*dp_mpi_api_fn)(int abi);
 
+/* NCCL, for a backend whose gradients live on the GPU: the CUDA backend
+ * exports this table as vesper_nccl_api (kernels/dp_nccl.cu), and loads
+ * libnccl.so.2 itself, with dlopen, when asked for a communicator.  MPI
+ * stays the bootstrap: rank 0's NCCL id reaches the others by dp_bcast.
+ * The sum is NCCL's (a ring or tree whose order depends on the number of
+ * GPUs): equal to one process's up to float rounding, not bit for bit. */
+#define DP_NCCL_ABI 1
+#define DP_NCCL_ID_BYTES 128
+
+struct dp_nccl_api {
+	int abi;
+	/* ncclGetUniqueId: rank 0's, for every rank. */
+	int (*unique_id)(unsigned char id[DP_NCCL_ID_BYTES]);
+	/* ncclCommInitRank on the current device. */
+	int (*comm_init)(const unsigned char id[DP_NCCL_ID_BYTES], int rank,
+	    int size, void **comm);
+	/* In place: dev (n floats in device memory) becomes the sum over the
+	 * ranks; queued on stream (a cudaStream_t), waited for. */
+	int (*allreduce_sum)(void *comm, float *dev, size_t n, void *stream);
+	void (*comm_destroy)(void *comm);
+	const char *(*last_error)(void);
+	const char *(*version)(void);	/* "NCCL 2.21.5" once loaded */
+};
+
+typedef const struct dp_nccl_api *(*dp_nccl_api_fn)(int abi);
+
 enum dp_kind { DP_NONE, DP_MPI };
 
 struct dp {
@@ -64,6 +90,8 @@ struct dp {
 	size_t cap;
 	size_t sum_n;			/* dp_sum_*: the terms' length */
 	long sum_rounds;		/* rounds added so far */
+	const struct dp_nccl_api *nccl;	/* after dp_nccl_open */
+	void *nccl_comm;
 };
 
 /* Rank and size from the launcher's environment (the variables above, in
@@ -101,6 +129,13 @@ int dp_sum_end(struct dp *d, float *out, size_t n);
 int dp_allgather_f64(struct dp *d, const double *mine, double *all,
     size_t n);
 int dp_barrier(struct dp *d);
+
+/* A communicator of NCCL over the same ranks (any size, 1 included),
+ * from the CUDA backend already loaded in this process (lib/backend.h),
+ * each rank on its current device.  dp_close destroys it. */
+int dp_nccl_open(struct dp *d);
+/* dev (n floats on the device) becomes the sum over the ranks, in place. */
+int dp_nccl_sum(struct dp *d, float *dev, size_t n, void *stream);
 
 /* Rank r's slice [lo, hi) of an array of n elements cut in size parts of
  * ceil(n / size) (the last ones shorter or empty). */

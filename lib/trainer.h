@@ -72,6 +72,11 @@ struct vlm_trainer_ops {
 	 * on the host by lib/dp.h).  NULL: this backend cannot train data
 	 * parallel through the host. */
 	int (*set_grads)(void *st, const float *g);
+	/* Where the gradients live, for a sum on the device (NCCL,
+	 * lib/dp.h's dp_nccl_sum): the (P) fp32 gradient array in device
+	 * memory and the stream (cudaStream_t) the backend's work runs on.
+	 * NULL: gradients cross to the host for the sum (set_grads). */
+	int (*device_grads)(void *st, float **grads, void **stream);
 };
 
 /* The CPU backend (lib/). */

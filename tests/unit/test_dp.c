@@ -134,6 +134,13 @@ test_alone(void)
 	    all[1] == 5, "one process: the gather is the array");
 	ok(dp_bcast(&d, x, sizeof x) == V_OK && dp_barrier(&d) == V_OK,
 	    "one process: broadcast and barrier");
+	setenv("VESPER_CUDA_LIB", "/nonexistent/libvesper_cuda.so", 1);
+	err = dp_nccl_open(&d);
+	ok(err == V_ERR_UNSUPPORTED && strstr(v_errmsg(err), "not loaded") &&
+	    d.nccl_comm == NULL, "NCCL without a loaded CUDA backend: refused");
+	ok(dp_nccl_sum(&d, x, 3, NULL) == V_ERR_ARG,
+	    "and no sum without a communicator");
+	unsetenv("VESPER_CUDA_LIB");
 	dp_close(&d);
 
 	setenv("OMPI_COMM_WORLD_RANK", "0", 1);
@@ -144,7 +151,8 @@ test_alone(void)
 	dp_close(&d);
 	setenv("VESPER_MPI_LIB", "/etc/passwd", 1);
 	err = dp_open(&d);
-	ok(err == V_ERR_UNSUPPORTED, "a shim that is not a library: refused");
+	ok(err == V_ERR_UNSUPPORTED && strstr(v_errmsg(err), "cannot load MPI"),
+	    "a shim that is not a library: refused");
 	dp_close(&d);
 	clear_env();
 	unsetenv("VESPER_MPI_LIB");
