@@ -138,9 +138,10 @@ if command -v flock >/dev/null 2>&1; then
 	D16=c16/hub/datasets--OpenLLM-France-Claire-Dialogue-French-0.1/$MAIN/FR/Debats
 	mkdir -p "$D16"
 	: > "$D16/train.txt.part"
-	flock "$D16/train.txt.part" sleep 3 &
+	flock "$D16/train.txt.part" sh -c ': > locked; sleep 3' &
 	lk=$!
-	sleep 0.3
+	i=0
+	while [ ! -e locked ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 	run 1 vfetch --cache c16 --endpoint "$EP" --subset Debats claire
 	like err 'another vfetch is downloading' "a .part locked by another run is left alone"
 	wait $lk
