@@ -23,7 +23,7 @@ serve() {
 	python3 "$FX/hubserver.py" --root "$FX/hub" --portfile ports --log log "$@" &
 	srv=$!
 	i=0
-	while [ ! -s ports ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+	while [ ! -s ports ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i + 1)); done
 	read -r hp cp < ports
 	EP="http://127.0.0.1:$hp"
 	CDN="http://127.0.0.1:$cp"
