@@ -35,4 +35,14 @@ for dt in float32 bfloat16; do
 	python3 "$src/tests/gpu/hf_logits.py" "$work/hf" "$work/c.jsonl" "$prompt" "$dt" ||
 	    status=1
 done
+# An INT8 checkpoint: vgen runs its INT8 kernels, the export holds the
+# dequantised weights in bf16.
+"$bin/vquant" -b 8 "$ckpt" "$work/q8" >/dev/null &&
+    "$bin/vckpt" export -t "$work/tokenizer.json" --hf "$work/hf8" "$work/q8" &&
+    "$bin/vgen" --device cpu -m "$work/q8" -t "$tok" -p "$prompt" -n 48 \
+    --temperature 0 --repeat-penalty 1 --confidence="$work/c8.jsonl" >"$work/text8" ||
+    exit 1
+echo "# an INT8 checkpoint, transformers in float32 on its bf16 export"
+python3 "$src/tests/gpu/hf_logits.py" "$work/hf8" "$work/c8.jsonl" "$prompt" float32 loose ||
+    status=1
 exit $status
