@@ -652,8 +652,8 @@ main(int argc, char **argv)
 	/* The backend. */
 	const struct vlm_trainer_ops *ops = &vlm_cpu_trainer;
 	if (be.device == V_DEVICE_CUDA) {
-		if (be.cuda->trainer != NULL)
-			ops = be.cuda->trainer;
+		if (be.trainer != NULL)
+			ops = be.trainer;	/* errors carry the backend's message */
 		else if (o.device == V_DEVICE_CUDA)
 			cli_die("the CUDA backend of this build cannot train yet");
 		else

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "trainer.h"
 #include "verr.h"
 
 int
@@ -80,6 +81,98 @@ v_cuda_load(const struct v_cuda_api **api)
 	return V_OK;
 }
 
+/* The CUDA trainer behind error-translating wrappers.  The backend reports
+ * its failures through its own last_error(), since it cannot reach the
+ * program's v_error; each wrapper copies that message into a detail. */
+static const struct vlm_trainer_ops *cuda_ops;
+static const struct v_cuda_api *cuda_api;
+
+static int
+cuda_err(int err)
+{
+	if (err == V_OK)
+		return V_OK;
+	return v_error(err, "%s", cuda_api->last_error());
+}
+
+static int
+w_create(const struct vlm_config *c, int B, int T, void **st)
+{
+	return cuda_err(cuda_ops->create(c, B, T, st));
+}
+
+static void
+w_destroy(void *st)
+{
+	cuda_ops->destroy(st);
+}
+
+#define W1(fn, T1) static int w_##fn(void *st, T1 a) \
+	{ return cuda_err(cuda_ops->fn(st, a)); }
+#define W2(fn, T1, T2) static int w_##fn(void *st, T1 a, T2 b) \
+	{ return cuda_err(cuda_ops->fn(st, a, b)); }
+W1(set_params, const float *)
+W1(get_params, float *)
+W2(set_moments, const float *, const float *)
+W2(get_moments, float *, float *)
+W1(get_grads, float *)
+W1(set_grads, const float *)
+W1(get_logits, float *)
+W1(grad_norm, float *)
+W2(forward, const int32_t *, float *)
+W2(device_grads, float **, void **)
+
+static int
+w_zero_grad(void *st)
+{
+	return cuda_err(cuda_ops->zero_grad(st));
+}
+
+static int
+w_forward_backward(void *st, const int32_t *tokens, float grad_scale,
+    float *loss, float *entropy)
+{
+	return cuda_err(cuda_ops->forward_backward(st, tokens, grad_scale, loss,
+	    entropy));
+}
+
+static int
+w_step(void *st, const struct velvet_hparams *h, float lr, long t,
+    float grad_mul)
+{
+	return cuda_err(cuda_ops->step(st, h, lr, t, grad_mul));
+}
+
+static struct vlm_trainer_ops cuda_wrapped;
+
+static const struct vlm_trainer_ops *
+wrap_cuda_trainer(const struct v_cuda_api *api)
+{
+	const struct vlm_trainer_ops *o = api->trainer;
+
+	if (o == NULL)
+		return NULL;
+	cuda_api = api;
+	cuda_ops = o;
+	cuda_wrapped = *o;
+	cuda_wrapped.create = w_create;
+	cuda_wrapped.destroy = w_destroy;
+	cuda_wrapped.set_params = w_set_params;
+	cuda_wrapped.get_params = w_get_params;
+	cuda_wrapped.set_moments = w_set_moments;
+	cuda_wrapped.get_moments = w_get_moments;
+	cuda_wrapped.get_grads = w_get_grads;
+	cuda_wrapped.zero_grad = w_zero_grad;
+	cuda_wrapped.forward_backward = w_forward_backward;
+	cuda_wrapped.forward = w_forward;
+	cuda_wrapped.grad_norm = w_grad_norm;
+	cuda_wrapped.step = w_step;
+	cuda_wrapped.get_logits = o->get_logits ? w_get_logits : NULL;
+	cuda_wrapped.set_grads = o->set_grads ? w_set_grads : NULL;
+	cuda_wrapped.device_grads = o->device_grads ? w_device_grads : NULL;
+	return &cuda_wrapped;
+}
+
 int
 v_backend_open(enum v_device want, struct v_backend *b)
 {
@@ -88,6 +181,7 @@ v_backend_open(enum v_device want, struct v_backend *b)
 
 	memset(b, 0, sizeof *b);
 	b->device = V_DEVICE_CPU;
+	b->trainer = &vlm_cpu_trainer;
 	snprintf(b->name, sizeof b->name, "cpu");
 	if (want == V_DEVICE_CPU)
 		return V_OK;
@@ -118,6 +212,8 @@ v_backend_open(enum v_device want, struct v_backend *b)
 	}
 	b->device = V_DEVICE_CUDA;
 	b->cuda = api;
+	if (api->trainer != NULL)
+		b->trainer = wrap_cuda_trainer(api);
 	snprintf(b->name, sizeof b->name, "cuda:0 %s (sm_%d%d, %.0f GiB)", dname,
 	    major, minor, (double)mem / (1 << 30));
 	return V_OK;

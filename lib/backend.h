@@ -15,6 +15,11 @@ enum v_device { V_DEVICE_AUTO, V_DEVICE_CPU, V_DEVICE_CUDA };
 struct v_backend {
 	enum v_device device;		/* V_DEVICE_CPU or V_DEVICE_CUDA */
 	const struct v_cuda_api *cuda;	/* set when device is CUDA */
+	/* The training backend to use: the CPU one, or the CUDA one behind
+	 * wrappers that turn its last_error() into a v_error detail, so that
+	 * a program prints the backend's own message (the kernel, the batch
+	 * that would fit) with v_errmsg like any other error. */
+	const struct vlm_trainer_ops *trainer;
 	char name[128];			/* "cpu", "cuda:0 NVIDIA H200" */
 	char note[512];			/* why auto fell back, or "" */
 };
