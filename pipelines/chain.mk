@@ -22,7 +22,8 @@ LOG_EVERY ?= 10
 MICRO_BATCH ?=
 CKPT     = $(RUN)/ckpt
 QUANT    = $(RUN)/model-int$(BITS).safetensors
-# A launcher in front of vtrain, e.g. LAUNCH='numactl --cpunodebind=0'.
+# A launcher in front of vtrain: LAUNCH='mpirun -np 4' trains data parallel
+# on four processes (four GPUs with DEVICE=cuda); see vtrain(1).
 LAUNCH  ?=
 
 TRAIN_ARGS = --device $(DEVICE) --preset $(PRESET) --steps $(STEPS) \

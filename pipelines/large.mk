@@ -9,6 +9,7 @@
 #   make -f pipelines/large.mk PRESET=medium STEPS=5000 RUN=run/medium
 #   make -f pipelines/large.mk watch         a live view from another terminal
 #   make -f pipelines/large.mk export        a Hugging Face directory of the model
+#   make -f pipelines/large.mk LAUNCH='mpirun -np 8'   on the eight GPUs of one machine
 #
 # Incremental: every step is a file target, and training checkpoints every
 # CKPT_EVERY steps, so running the same command again after an interruption

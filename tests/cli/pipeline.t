@@ -30,6 +30,8 @@ run 0 mk -n -f "$P/large.mk" RUN="$T/plan-large" PRESET=medium DEVICE=cpu \
     STEPS=7 VOCAB=4096
 like out 'vtrain --device cpu --preset medium --steps 7 ' 'large.mk: variables set the model, device and steps'
 like out 'vtokenize train -v 4096 ' 'large.mk: VOCAB sets the tokenizer size'
+run 0 mk -n -f "$P/large.mk" RUN="$T/plan-large" LAUNCH='mpirun -np 4'
+like out '^mpirun -np 4 .*/vtrain --device cuda ' 'large.mk: LAUNCH starts vtrain data parallel'
 run 0 mk -n -f "$P/large.mk" RUN="$T/plan-large" export
 like out 'vckpt export .*--hf ' 'large.mk: export writes a Hugging Face directory'
 run 0 mk -n -f "$P/tinystories.mk" RUN="$T/plan-ts"
