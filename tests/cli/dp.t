@@ -110,6 +110,28 @@ run 0 $MPIRUN -np 2 vtrain --device cpu -d shards -o one-two \
     --resume one-two/latest
 worst one one-two "1 process then 2 ranks: the uninterrupted run's weights"
 
+# SIGTERM to mpirun reaches every rank: all stop after the same step, rank
+# 0 writes its checkpoint, and the run resumes on 1 process as if nothing
+# had happened (a constant rate, so that --steps does not matter).
+L="$M --micro-batch 2 --seq 16 --batch-tokens 128 --schedule constant --warmup 0 --eval-every 0 --log-every 5 --steps 1000000"
+$MPIRUN -np 2 vtrain $L -o sig >sig.out 2>sig.err &
+pid=$!
+i=0
+while [ "$i" -lt 600 ] && [ "$(cat sig/metrics.jsonl 2>/dev/null | wc -l)" -lt 2 ]; do
+	sleep 0.1
+	i=$((i + 1))
+done
+kill -TERM "$pid"
+wait "$pid"
+ok $(( $? != 1 )) "SIGTERM to mpirun: exit 1"
+n=$(sed -n 's/^vtrain: Terminated at step \([0-9]*\); checkpoint written.*/\1/p' sig.err)
+[ -n "$n" ] && [ "$(readlink sig/latest)" = "$(printf 'step-%08d' "$n")" ]
+ok $? "every rank stopped after step ${n:-?}, and its checkpoint is latest"
+[ -n "$n" ] || diag "$(head -c 1000 sig.err)"
+run 0 vtrain --device cpu -d shards -o sig --resume sig/latest --stop-at $(( ${n:-1} + 3 ))
+run 0 vtrain $L --stop-at $(( ${n:-1} + 3 )) -o nosig
+worst nosig sig "stopped on 2 ranks, resumed on 1: the weights of a run never stopped"
+
 # Errors: every rank stops, none hangs (mpirun is given a deadline).
 run 1 timeout 60 $MPIRUN -np 2 vtrain $M $R --batch-tokens 96 -o bad
 like err 'batch-tokens 96 is 3 micro-batches of 32 tokens, which 2 ranks cannot share' \
