@@ -1,7 +1,8 @@
 /* fuzz_safetensors.c: libFuzzer target for the safetensors reader.
  * Whatever the bytes, st_open_mem either refuses them or returns tensors
  * whose data lies inside the buffer; touching every byte of every tensor
- * (and converting the float ones) lets AddressSanitizer check that. */
+ * (and converting the float ones) lets AddressSanitizer check that.  A
+ * configuration it accepts from the metadata must pass vlm_config_check. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include "../../lib/quant.h"
 #include "../../lib/safetensors.h"
 #include "../../lib/verr.h"
+#include "../../lib/vlm_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -41,6 +43,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	for (size_t i = 0; i < f.n_meta; i++)
 		sum += (unsigned)strlen(f.meta[i].key) + (unsigned)strlen(f.meta[i].value);
+	/* The model configuration in the metadata is a parser too. */
+	struct vlm_config c;
+	if (st_vesper_config(&f, &c) == V_OK && vlm_config_check(&c) != V_OK)
+		abort();
 	st_close(&f);
 	return 0;
 }
