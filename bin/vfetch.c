@@ -118,6 +118,9 @@ main(int argc, char **argv)
 		    strncmp(argv[i], "https://", 8) != 0)
 			cli_bad_usage("%s: only http and https URLs are supported", argv[i]);
 	}
+	for (int i = 0; i < argc && o.subsets != NULL; i++)
+		if (strcmp(argv[i], "claire") != 0)
+			cli_bad_usage("--subset applies to claire only, not '%s'", argv[i]);
 	if (list && (argc != 1 || strcmp(argv[0], "claire") != 0))
 		cli_bad_usage("--list works on claire only");
 	/* The endpoint without a trailing slash, so that paths join cleanly. */

@@ -301,5 +301,6 @@ run 2 vfetch
 run 2 vfetch --split dev claire
 run 2 vfetch --format xml a.txt
 run 2 vfetch --list tinystories
+run 2 vfetch --subset Theatre tinystories
 run 2 vfetch --retries -1 claire
 done_testing
