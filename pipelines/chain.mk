@@ -32,7 +32,7 @@ TRAIN_ARGS = --device $(DEVICE) --preset $(PRESET) --steps $(STEPS) \
 	--ckpt-every $(CKPT_EVERY) --keep $(KEEP) --log-every $(LOG_EVERY) \
 	--seed $(SEED) $(if $(MICRO_BATCH),--micro-batch $(MICRO_BATCH) )$(TRAIN_FLAGS)
 
-.PHONY: all tokenizer shards train quantize eval sample clean FORCE
+.PHONY: all tokenizer shards train quantize eval sample clean help FORCE
 .DEFAULT_GOAL := all
 .DELETE_ON_ERROR:
 # One step at a time: vtrain and vtokenize use every core on their own.
@@ -116,6 +116,16 @@ $(RUN)/sample.txt: $(QUANT) $(RUN)/tokenizer.bpe $(RUN)/gen.args
 
 clean:
 	rm -rf $(RUN)
+
+# The variables a run uses, with their values here; set any of them on the
+# command line (make -f pipelines/small.mk STEPS=1000).
+VESPER_VARS = RUN CORPUS VESPER_BIN VOCAB VAL_FRACTION SHARD_TOKENS SEED \
+	PRESET DEVICE STEPS SEQ BATCH_TOKENS MICRO_BATCH LR WARMUP EVAL_EVERY \
+	CKPT_EVERY KEEP LOG_EVERY TRAIN_FLAGS RESTART LAUNCH BITS PROMPT \
+	GEN_TOKENS TEMPERATURE TOP_K GEN_FLAGS WATCH_EVERY
+help:
+	@echo "targets: all (the default) tokenizer shards train quantize eval sample plot watch clean help $(VESPER_EXTRA_TARGETS)"
+	@$(foreach v,$(VESPER_VARS),printf '  %-13s %s\n' '$(v)' '$(subst $(VESPER_Q),$(VESPER_Q)\$(VESPER_Q)$(VESPER_Q),$($(v)))';)
 
 FORCE:
 

@@ -65,6 +65,7 @@ include $(VESPER_TOP)/pipelines/chain.mk
 # A Hugging Face directory (model.safetensors, config.json, tokenizer.json)
 # that transformers loads as LlamaForCausalLM; silu models only.
 .PHONY: export
+VESPER_EXTRA_TARGETS = export
 export: $(RUN)/hf/config.json
 $(RUN)/tokenizer.json: $(RUN)/tokenizer.bpe
 	$(V)vtokenize export -t $< -o $@

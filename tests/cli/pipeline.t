@@ -37,6 +37,12 @@ like out 'vckpt export .*--hf ' 'large.mk: export writes a Hugging Face director
 run 0 mk -n -f "$P/tinystories.mk" RUN="$T/plan-ts"
 like out 'vfetch .*tinystories' 'tinystories.mk: fetches TinyStories'
 
+run 0 mk -f "$P/small.mk" help STEPS=77
+like out '^  STEPS +77$' 'help: the variables with their values'
+like out '^  PRESET +tiny$' 'help: small.mk trains tiny'
+run 0 mk -f "$P/large.mk" help
+like out '^targets: .* export' 'help: large.mk can export'
+
 # An interrupted run: every step up to the shards done, checkpoints there,
 # no train.done.  The plan redoes nothing and resumes from ckpt/latest.
 R=$T/interrupted
