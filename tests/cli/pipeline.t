@@ -174,6 +174,8 @@ else
 	ok $st 'small.mk runs from data/ to generated text'
 	[ $st -eq 0 ] || diag "$(tail -n 30 err)"
 	like out '^== evaluation' 'small.mk: ends with the evaluation'
+	like out "^$S  step 12/12  loss [0-9.]+  val [0-9.]+ \(step 12\)" 'small.mk: the last step summed up'
+	like out 'loss \(\*\) and validation loss \(o\)' 'small.mk: the loss curve in text'
 	like out '^validation loss [0-9.]+ \(perplexity [0-9.]+\) at step 12' \
 	    'small.mk: the validation loss at the last step'
 	like out "training curves: $S/plots/training.png" 'small.mk: says where the loss plot is'
