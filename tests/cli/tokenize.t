@@ -149,24 +149,10 @@ run 2 vtokenize encode "$FIX"
 like err "-t tokenizer is required" "encode needs -t"
 
 # Export: tokenizers (PyPI) loads it and gives the same ids.
-if have_python tokenizers; then
-	run 0 vtokenize export -t fr.tok -o tokenizer.json
-	cat > tricky.txt <<'EOF'
-[speaker001:] L’homme — qu’il soit là ou non — n’a « rien » vu !
-[speaker002:] Jusqu’à 14 h 30, presqu’île, aujourd’hui : 1 234 567,89 € ?
-
-	Des espaces   multiples,  des tabulations	et des ﬁns de ligne.
-« Bonjour »dit-elle ; «non» ‐ peut‑être − 3 … ‘citation’ ʼok′ [PII] [NOISE] [LAUGHTER]
-[Intervenant 2:] Ça va ? [Intervenant 65:] Œuvre, cœur, Æsop.
-EOF
-	printf 'e\314\201t\303\251 \342\200\257!\r\nfin\n' >> tricky.txt
-	cat "$FIX" tricky.txt > parity.txt
-	run 0 vtokenize encode -t fr.tok -f text -o parity.vtok parity.txt
-	python3 - parity.txt parity.vtok tokenizer.json > py.out 2>&1 <<'EOF'
+cat > parity.py <<'EOF'
 import struct, sys, tokenizers
-text = open(sys.argv[1], encoding="utf-8").read()
-docs = []
-cur = []
+text = open(sys.argv[1], encoding="utf-8", newline="").read()
+docs, cur = [], []
 for line in text.split("\n"):
     if line.strip(" \t\r") == "":
         if cur: docs.append("\n".join(cur)); cur = []
@@ -189,8 +175,29 @@ for d, o in zip(docs, ours):
 print(len(docs), "documents", len(ours), "encoded", bad, "differ")
 sys.exit(1 if bad or len(docs) != len(ours) else 0)
 EOF
-	ok $? "tokenizers gives the same ids as vtokenize on French text"
+parity() {	# parity TOKENIZER DESCRIPTION
+	run 0 vtokenize export -t "$1" -o "$1.json"
+	run 0 vtokenize encode -t "$1" -f text -o "$1.vtok" parity.txt
+	python3 parity.py parity.txt "$1.vtok" "$1.json" > py.out 2>&1
+	ok $? "tokenizers gives the same ids as vtokenize on French text ($2)"
 	diag "$(tail -n 3 py.out)"
+}
+if have_python tokenizers; then
+	cat > tricky.txt <<'EOF'
+[speaker001:] L’homme — qu’il soit là ou non — n’a « rien » vu !
+[speaker002:] Jusqu’à 14 h 30, presqu’île, aujourd’hui : 1 234 567,89 € ?
+
+	Des espaces   multiples,  des tabulations	et des ﬁns de ligne.
+« Bonjour »dit-elle ; «non» ‐ peut‑être − 3 … ‘citation’ ʼok′ [PII] [NOISE] [LAUGHTER]
+[Intervenant 2:] Ça va ? [Intervenant 65:] Œuvre, cœur, Æsop.
+EOF
+	printf 'e\314\201t\303\251 \342\200\257!\r\nfin \342\206\222\314\270\n' >> tricky.txt
+	cat "$FIX" tricky.txt > parity.txt
+	parity fr.tok "all steps"
+	run 0 vtokenize train -v 600 -N all -o none.tok "$FIX"
+	parity none.tok "no normalisation"
+	run 0 vtokenize train -v 600 -N nfc,quotes,spaces -o some.tok "$FIX"
+	parity some.tok "without nfc, quotes, spaces"
 else
 	skip "tokenizers gives the same ids" "python3 cannot import tokenizers"
 fi
