@@ -25,6 +25,7 @@
 #include "../lib/backend.h"
 #include "../lib/ckpt.h"
 #include "../lib/dp.h"
+#include "../lib/dp_zero.h"
 #include "../lib/shard_reader.h"
 #include "../lib/train.h"
 #include "../lib/trainer.h"
@@ -305,7 +306,7 @@ evaluate(const struct vlm_trainer_ops *ops, void *st,
 struct opts {
 	const char *data, *out, *resume, *init, *metrics, *preset;
 	enum v_device device;
-	int progress, on_nan_rollback;
+	int progress, on_nan_rollback, zero;
 	struct vlm_config m;	/* the model fields given */
 	int mgiven[M_COUNT];
 	struct settings s;
@@ -319,7 +320,8 @@ parse_options(int argc, char **argv, struct opts *o)
 		O_CTX, O_ACT, O_TIE, O_GAMMA, O_TEMP, O_BATCH, O_MICRO, O_SEQ,
 		O_STEPS, O_LR, O_MIN_LR, O_WARMUP, O_SCHED, O_WD, O_CLIP, O_EVAL,
 		O_EVAL_BATCHES, O_CKPT, O_KEEP, O_LOG, O_METRICS, O_SEED, O_RESUME,
-		O_STOP_AT, O_ON_NAN, O_PROGRESS, O_ENT, O_PPL, O_SPARSE, O_INIT };
+		O_STOP_AT, O_ON_NAN, O_PROGRESS, O_ENT, O_PPL, O_SPARSE, O_INIT,
+		O_ZERO };
 	static const struct option lo[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "device", required_argument, NULL, O_DEVICE },
@@ -353,6 +355,7 @@ parse_options(int argc, char **argv, struct opts *o)
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "resume", required_argument, NULL, O_RESUME },
 		{ "init", required_argument, NULL, O_INIT },
+		{ "zero", no_argument, NULL, O_ZERO },
 		{ "stop-at", required_argument, NULL, O_STOP_AT },
 		{ "on-nan", required_argument, NULL, O_ON_NAN },
 		{ "progress", no_argument, NULL, O_PROGRESS },
@@ -482,6 +485,9 @@ parse_options(int argc, char **argv, struct opts *o)
 			break;
 		case O_INIT:
 			o->init = optarg;
+			break;
+		case O_ZERO:
+			o->zero = 1;
 			break;
 		case O_STOP_AT:
 			s->stop_at = (long)cli_int("--stop-at", optarg, 1, 1L << 40);
@@ -695,7 +701,9 @@ main(int argc, char **argv)
 	 * order (dp_sum_add), so that the sum is the same for any number of
 	 * ranks.  On the GPU a single process keeps adding on the device. */
 	int fold = !on_device &&
-	    (dp.size > 1 || (accum > 1 && ops == &vlm_cpu_trainer));
+	    (dp.size > 1 || (accum > 1 && ops == &vlm_cpu_trainer) || o.zero);
+	if (o.zero && (on_device || ops != &vlm_cpu_trainer))
+		cli_die("--zero: ZeRO-1 runs on the host, with the CPU backend");
 	float *grads = fold ? malloc(P * sizeof *grads) : NULL;
 	if (params == NULL || mom1 == NULL || mom2 == NULL || batch == NULL ||
 	    mine == NULL || every == NULL || (fold && grads == NULL))
@@ -722,6 +730,14 @@ main(int argc, char **argv)
 	if ((err = ops->set_params(st, params)) != V_OK ||
 	    (err = ops->set_moments(st, mom1, mom2)) != V_OK)
 		cli_fatal(err);
+	/* ZeRO-1: this rank's slice of the moments is the live one; the
+	 * backend's own moments and step are not used. */
+	struct dp_zero zero = { 0 };
+	if (o.zero) {
+		if ((err = dp_zero_init(&zero, &dp, &cfg)) != V_OK)
+			cli_fatal(err);
+		dp_zero_load(&zero, mom1, mom2);
+	}
 	int have_val = shard_reader_tokens(val) > 0;
 	if (!have_val && s->eval_every > 0 && dp.rank == 0)
 		cli_warn("%s has no validation split; no evaluation", o.data);
@@ -756,6 +772,9 @@ main(int argc, char **argv)
 		    dp.mpi->library(), local, local == 1 ? "" : "es",
 		    on_device ? "on the GPUs by " : "on the host in a fixed order",
 		    on_device ? dp.nccl->version() : "");
+	if (dp.rank == 0 && o.zero)
+		cli_warn("ZeRO-1: the Velvet moments in %d slices of %zu values",
+		    dp.size, zero.unit);
 
 	struct velvet_hparams h;
 	velvet_defaults(&h);
@@ -814,7 +833,7 @@ main(int argc, char **argv)
 			mine[local + a] = e;
 		}
 		mine[2 * local] = stop_signal != 0;
-		if (fold && ((err = dp_sum_end(&dp, grads, P)) != V_OK ||
+		if (fold && !o.zero && ((err = dp_sum_end(&dp, grads, P)) != V_OK ||
 		    (err = ops->set_grads(st, grads)) != V_OK))
 			cli_fatal(err);
 		if (on_device) {
@@ -838,7 +857,8 @@ main(int argc, char **argv)
 				stop_now = 1;
 		double loss = lsum / accum;
 		float gnorm;
-		if ((err = ops->grad_norm(st, &gnorm)) != V_OK)
+		if ((err = o.zero ? dp_zero_norm(&dp, &zero, &gnorm) :
+		    ops->grad_norm(st, &gnorm)) != V_OK)
 			cli_fatal(err);
 		if (step == fault_step) {
 			loss = NAN;
@@ -867,9 +887,14 @@ main(int argc, char **argv)
 			if ((err = ops->set_params(st, ck.params)) != V_OK ||
 			    (err = ops->set_moments(st, ck.m, ck.v)) != V_OK)
 				cli_fatal(err);
-			cli_warn("step %ld: the loss is not finite; back to step %ld, "
-			    "skipping the batch at token %llu", step, lp.step,
-			    (unsigned long long)at.position);
+			if (o.zero) {
+				memcpy(params, ck.params, P * sizeof *params);
+				dp_zero_load(&zero, ck.m, ck.v);
+			}
+			if (dp.rank == 0)
+				cli_warn("step %ld: the loss is not finite; back to step %ld, "
+				    "skipping the batch at token %llu", step, lp.step,
+				    (unsigned long long)at.position);
 			ckpt_free(&ck);
 			continue;
 		}
@@ -878,8 +903,12 @@ main(int argc, char **argv)
 		h.loss_ema = (float)(lp.loss_ema < 0 ? loss : lp.loss_ema);
 		double lr = train_lr(s->schedule, s->lr, s->min_lr, s->warmup,
 		    s->steps, step);
-		if ((err = ops->step(st, &h, (float)lr, step,
-		    velvet_clip_factor(gnorm, (float)s->clip))) != V_OK)
+		float clipf = velvet_clip_factor(gnorm, (float)s->clip);
+		if (o.zero)
+			err = dp_zero_step(&dp, &zero, &h, (float)lr, step, clipf, params);
+		else
+			err = ops->step(st, &h, (float)lr, step, clipf);
+		if (err || (o.zero && (err = ops->set_params(st, params)) != V_OK))
 			cli_fatal(err);
 		lp.loss_ema = lp.loss_ema < 0 ? loss : 0.99 * lp.loss_ema + 0.01 * loss;
 		lp.step = step;
@@ -915,10 +944,16 @@ main(int argc, char **argv)
 		    s->steps, loss);
 		v_progress_update(&prog, done);
 
-		if (((s->ckpt_every > 0 && step % s->ckpt_every == 0) || last ||
-		    stop_now) && dp.rank == 0) {
-			if ((err = ops->get_params(st, params)) != V_OK ||
-			    (err = ops->get_moments(st, mom1, mom2)) != V_OK)
+		int save = (s->ckpt_every > 0 && step % s->ckpt_every == 0) ||
+		    last || stop_now;
+		/* ZeRO-1: every rank sends its slice of the moments to rank 0's
+		 * whole copy (the parameters are whole on every rank). */
+		if (save && o.zero &&
+		    (err = dp_zero_gather(&dp, &zero, mom1, mom2)) != V_OK)
+			cli_fatal(err);
+		if (save && dp.rank == 0) {
+			if (!o.zero && ((err = ops->get_params(st, params)) != V_OK ||
+			    (err = ops->get_moments(st, mom1, mom2)) != V_OK))
 				cli_fatal(err);
 			double el = lp.elapsed;
 			lp.elapsed += v_now() - t0;
@@ -932,8 +967,7 @@ main(int argc, char **argv)
 			if (err)
 				cli_fatal(err);
 		}
-		if ((s->ckpt_every > 0 && step % s->ckpt_every == 0) || last ||
-		    stop_now) {
+		if (save) {
 			last_ckpt = step;
 			nan_retries = 0;
 		}
@@ -970,5 +1004,6 @@ main(int argc, char **argv)
 	free(mine);
 	free(every);
 	free(grads);
+	dp_zero_free(&zero);
 	return cli_exit_status(status);
 }

@@ -296,6 +296,8 @@ dp_sum_add(struct dp *d, const float *x, size_t n)
 	size_t size = (size_t)d->size, chunk = (n + size - 1) / size;
 	int err;
 
+	if (d->sum_chunk >= chunk)
+		chunk = d->sum_chunk;
 	if (d->sum_rounds > 0 && n != d->sum_n)
 		return v_error(V_ERR_ARG, "a sum of %zu floats given %zu", d->sum_n, n);
 	d->sum_n = n;
@@ -332,11 +334,31 @@ dp_sum_add(struct dp *d, const float *x, size_t n)
 	return V_OK;
 }
 
+const float *
+dp_sum_own(struct dp *d, size_t *lo, size_t *hi)
+{
+	size_t n = d->sum_n, chunk = (n + (size_t)d->size - 1) / (size_t)d->size;
+
+	if (d->sum_chunk >= chunk)
+		chunk = d->sum_chunk;
+	if (d->sum_rounds == 0)
+		return NULL;
+	d->sum_rounds = 0;
+	if (d->kind != DP_MPI)
+		chunk = n;
+	*lo = (size_t)d->rank * chunk < n ? (size_t)d->rank * chunk : n;
+	*hi = *lo + chunk < n ? *lo + chunk : n;
+	return d->acc;
+}
+
 int
 dp_sum_end(struct dp *d, float *out, size_t n)
 {
 	size_t chunk = (n + (size_t)d->size - 1) / (size_t)d->size;
 	int err;
+
+	if (d->sum_chunk >= chunk)
+		chunk = d->sum_chunk;
 
 	if (d->sum_rounds == 0 || n != d->sum_n)
 		return v_error(V_ERR_ARG, "no sum of %zu floats begun", n);

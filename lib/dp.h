@@ -89,6 +89,7 @@ struct dp {
 	float *send, *recv, *acc;	/* the sum's scratch, (size * chunk) */
 	size_t cap;
 	size_t sum_n;			/* dp_sum_*: the terms' length */
+	size_t sum_chunk;		/* elements per rank's slice; 0: ceil(n/size) */
 	long sum_rounds;		/* rounds added so far */
 	const struct dp_nccl_api *nccl;	/* after dp_nccl_open */
 	void *nccl_comm;
@@ -125,6 +126,9 @@ int dp_allreduce_sum(struct dp *d, float *x, size_t n);
  * one all-to-all (a reduce-scatter's traffic); the end one all-gather. */
 int dp_sum_add(struct dp *d, const float *x, size_t n);
 int dp_sum_end(struct dp *d, float *out, size_t n);
+/* Or end it without the all-gather (ZeRO-1, lib/dp_zero.h): this rank's
+ * slice [*lo, *hi) of the total, valid until the next sum. */
+const float *dp_sum_own(struct dp *d, size_t *lo, size_t *hi);
 /* all[j*n, (j+1)*n) = rank j's mine[0, n). */
 int dp_allgather_f64(struct dp *d, const double *mine, double *all,
     size_t n);

@@ -2,7 +2,9 @@
  * (good, missing and hostile values), the slices, and the one-process
  * collectives.  Under `mpirun -np N` (tests/cli/dp.t): the sum of arrays
  * whose rounding depends on the order of the additions equals, bit for bit
- * and on every rank, the sum in rank order; broadcast and gather. */
+ * and on every rank, the sum in rank order; broadcast and gather.  Both:
+ * ZeRO-1's norm and step on slices equal velvet_norm and Velvet on the
+ * whole arrays, bit for bit. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -11,6 +13,9 @@
 #include <string.h>
 
 #include "../../lib/dp.h"
+#include "../../lib/dp_zero.h"
+#include "../../lib/velvet.h"
+#include "../../lib/vlm_config.h"
 #include "../../lib/verr.h"
 #include "tap.h"
 
@@ -18,6 +23,8 @@ static const char *const vars[] = {
 	"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "SLURM_PROCID",
 	"SLURM_NTASKS", "PMI_RANK", "PMI_SIZE",
 };
+
+static void test_zero(struct dp *d);
 
 static void
 clear_env(void)
@@ -134,6 +141,7 @@ test_alone(void)
 	    all[1] == 5, "one process: the gather is the array");
 	ok(dp_bcast(&d, x, sizeof x) == V_OK && dp_barrier(&d) == V_OK,
 	    "one process: broadcast and barrier");
+	test_zero(&d);
 	setenv("VESPER_CUDA_LIB", "/nonexistent/libvesper_cuda.so", 1);
 	err = dp_nccl_open(&d);
 	ok(err == V_ERR_UNSUPPORTED && strstr(v_errmsg(err), "not loaded") &&
@@ -166,6 +174,90 @@ value(int r, size_t i)
 	static const float big[] = { 1e8f, 1.0f, -1e8f, 0.75f, 3e-3f };
 	return big[(r + (int)i) % 5] * (1 + 0.001f * (float)(i % 17)) +
 	    (float)r * 1e-4f;
+}
+
+/* ZeRO-1 on d's ranks (one process: one slice) against Velvet on the
+ * whole arrays, for a model small enough that slices cut tensors. */
+static void
+test_zero(struct dp *d)
+{
+	struct vlm_config c;
+	struct dp_zero z;
+	struct velvet_hparams h;
+	struct velvet_step vs;
+	int err;
+
+	vlm_preset("tiny", 64, &c);
+	c.layers = 1;
+	c.dim = 8;
+	c.heads = c.kv_heads = 2;
+	c.hidden = 24;
+	c.ctx = 8;
+	if (!ok(vlm_config_check(&c) == V_OK && dp_zero_init(&z, d, &c) == V_OK,
+	    "ZeRO-1: a slice of a %llu-parameter model",
+	    (unsigned long long)vlm_param_count(&c)))
+		return;
+	size_t n = z.n;
+	float *g = malloc(n * sizeof *g), *sum = malloc(n * sizeof *sum);
+	float *p = malloc(n * sizeof *p), *pz = malloc(n * sizeof *p);
+	float *m = malloc(n * sizeof *m), *v = malloc(n * sizeof *v);
+	float *mz = malloc(n * sizeof *m), *vz = malloc(n * sizeof *v);
+	for (size_t i = 0; i < n; i++) {
+		p[i] = pz[i] = value(3, i) * 1e-8f;
+		m[i] = value(1, i) * 1e-9f;
+		v[i] = (float)(i % 7) * 1e-4f;
+		sum[i] = value(0, i);
+		for (int r = 1; r < d->size; r++)
+			sum[i] += value(r, i);
+		g[i] = value(d->rank, i);
+	}
+	/* Two rounds, as two micro-batches per rank. */
+	for (size_t i = 0; i < n; i++)
+		sum[i] += value(0, i) * 0.5f;
+	for (int r = 1; r < d->size; r++)
+		for (size_t i = 0; i < n; i++)
+			sum[i] += value(r, i) * 0.5f;
+	err = dp_sum_add(d, g, n);
+	for (size_t i = 0; i < n; i++)
+		g[i] *= 0.5f;
+	if (!err)
+		err = dp_sum_add(d, g, n);
+	float norm = 0;
+	if (!err)
+		err = dp_zero_norm(d, &z, &norm);
+	float want = (float)velvet_norm(sum, n);
+	ok(!err && memcmp(&norm, &want, sizeof norm) == 0,
+	    "ZeRO-1 on %d rank%s: the norm of velvet_norm, bit for bit (%.9g)",
+	    d->size, d->size > 1 ? "s" : "", (double)norm);
+
+	velvet_defaults(&h);
+	h.weight_decay = 0.1f;
+	float clip = velvet_clip_factor(want, 1e-6f);
+	dp_zero_load(&z, m, v);
+	if (!err)
+		err = dp_zero_step(d, &z, &h, 1e-3f, 3, clip, pz);
+	if (!err)
+		err = dp_zero_gather(d, &z, mz, vz);
+	velvet_prepare(&h, c.vocab_used, 1e-3f, 3, clip, &vs);
+	for (int i = 0; i < z.ntens; i++) {
+		const struct vlm_tensor *t = &z.tens[i];
+		size_t k = t->offset;
+		velvet_update(&vs, t->is_matrix ? h.weight_decay : 0, p + k, sum + k,
+		    m + k, v + k, (size_t)t->rows * (size_t)t->cols);
+	}
+	ok(!err && memcmp(p, pz, n * sizeof *p) == 0 &&
+	    memcmp(m, mz, n * sizeof *m) == 0 && memcmp(v, vz, n * sizeof *v) == 0,
+	    "ZeRO-1: the step on slices, gathered, is Velvet's on the whole model");
+	dp_zero_free(&z);
+	d->sum_chunk = 0;
+	free(g);
+	free(sum);
+	free(p);
+	free(pz);
+	free(m);
+	free(v);
+	free(mz);
+	free(vz);
 }
 
 static void
@@ -235,6 +327,7 @@ test_ranks(void)
 			good = 0;
 	ok(!err && good, "broadcast: rank 0's bytes everywhere");
 	ok(dp_barrier(&d) == V_OK, "barrier");
+	test_zero(&d);
 	dp_close(&d);
 }
 
