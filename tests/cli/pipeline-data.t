@@ -21,7 +21,7 @@ for f in handwritten.txt generated.txt; do
 	! grep -Eq '\{[a-z_0-9]+\}' "$D/$f"; ok $? "$f: no slot left unfilled"
 done
 n=$(awk 'BEGIN { RS = "" } END { print NR }' "$D/handwritten.txt" "$D/generated.txt")
-[ "$n" -eq 630 ]; ok $? "data/: 630 dialogues (as data/README.md says)"
+[ "$n" -eq 642 ]; ok $? "data/: 642 dialogues (as data/README.md says)"
 grep -q '\[LAUGHTER\]' "$D/generated.txt" && grep -q '\[NOISE\]' "$D/generated.txt" &&
     grep -q '\[PII\]' "$D/generated.txt"
 ok $? 'generated.txt: [LAUGHTER], [NOISE] and [PII] occur'
