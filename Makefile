@@ -57,7 +57,7 @@ MAN      := $(wildcard man/man1/*.1 man/man5/*.5 man/man7/*.7)
 CLI_T    := $(wildcard tests/cli/*.t)
 
 .PHONY: all build deps test test-run check-asan install uninstall clean \
-	demo test-gpu bench bench-gpu lint-man fuzz fuzz-build
+	demo test-gpu gpu-inputs bench bench-gpu lint-man fuzz fuzz-build
 .DEFAULT_GOAL := all
 # Keep objects that chained rules would otherwise delete.
 .SECONDARY:
@@ -148,6 +148,15 @@ $(B)/tests/gpu/test_kernels: tests/gpu/test_kernels.cu $(CU_OBJ) \
 
 test-gpu: build
 	$(TEST_ENV) sh tests/gpu/run.sh
+
+# What tests/gpu/e2e.sh trains on: the demo's tokenizer and shards, made
+# here because the device machine lacks utf8proc for vtokenize.  Carry
+# $(B) to the device machine and run `make test-gpu` there.
+gpu-inputs: build
+	@$(MAKE) --no-print-directory -f pipelines/small.mk \
+		RUN=$(abspath $(B))/gpu-inputs VESPER_BIN=$(abspath $(B))/bin shards
+	$(B)/bin/vtokenize export -t $(B)/gpu-inputs/tokenizer.bpe \
+		-o $(B)/gpu-inputs/tokenizer.json
 
 # The CUDA trainer against its PyTorch peer (bench/gpu_bench.sh), on the
 # device machine.

@@ -49,6 +49,11 @@ if [ "${VESPER_GPU_CURVE:-0}" -gt 0 ]; then
 	    "$src/data/handwritten.txt" "$VESPER_GPU_CURVE"
 fi
 
+if [ -d "$build/gpu-inputs/shards" ]; then
+	VESPER_BIN=${VESPER_BIN:-$build/bin} \
+	    run_tap "vtrain end to end" sh "$src/tests/gpu/e2e.sh" "$build/gpu-inputs"
+fi
+
 echo
 echo "CUDA backend checks"
 printf '%s' "$summary"
