@@ -298,6 +298,58 @@ problem(const char *fmt, ...)
 	problems++;
 }
 
+/* A GGUF file: the reader's structure checks, then every value of every
+ * F32, F16, Q8_0 and Q4_0 tensor (their block scales included) finite. */
+static int
+verify_gguf(const char *path)
+{
+	struct gguf_file g;
+	uint64_t scanned = 0, nonfinite = 0, skipped = 0;
+	int err = gguf_open(&g, path);
+
+	if (err) {
+		printf("FAIL  structure: %s\n", v_errmsg(err));
+		return 1;
+	}
+	printf("ok    structure: GGUF version %u, %zu keys, %zu tensors inside %zu bytes\n",
+	    g.version, g.n_kv, g.n_t, g.size);
+	for (size_t i = 0; i < g.n_t; i++) {
+		const struct gguf_tensor *t = &g.t[i];
+		uint64_t n = t->ndim ? 1 : 0, bad = 0;
+		for (uint32_t d = 0; d < t->ndim; d++)
+			n *= t->ne[d];
+		if (t->type != GGML_TYPE_F32 && t->type != GGML_TYPE_F16 &&
+		    t->type != GGML_TYPE_Q8_0 && t->type != GGML_TYPE_Q4_0) {
+			skipped++;
+			continue;
+		}
+		float *x = xmalloc(n * sizeof *x);
+		const unsigned char *p = t->data;
+		if (t->type == GGML_TYPE_F32)
+			memcpy(x, p, n * 4);
+		else if (t->type == GGML_TYPE_F16)
+			for (uint64_t k = 0; k < n; k++)
+				x[k] = v_f16_to_f32(v_get_u16(p + 2 * k));
+		else if (t->type == GGML_TYPE_Q8_0)
+			vq_q8_0_dequant(p, n, x);
+		else
+			vq_q4_0_dequant(p, n, x);
+		for (uint64_t k = 0; k < n; k++)
+			bad += !isfinite(x[k]);
+		if (bad)
+			problem("values: %s has %llu NaN or infinite values", t->name,
+			    (unsigned long long)bad);
+		nonfinite += bad;
+		scanned += n;
+		free(x);
+	}
+	if (!nonfinite)
+		printf("ok    values: %llu values, none NaN or infinite%s\n",
+		    (unsigned long long)scanned, skipped ? " (other types not scanned)" : "");
+	gguf_close(&g);
+	return problems ? 1 : 0;
+}
+
 static int
 sha256_file(const char *path, char hex[65])
 {
@@ -329,6 +381,8 @@ cmd_verify(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		cli_usage();
+	if (is_gguf_file(argv[optind]))
+		return verify_gguf(argv[optind]);
 	struct st_file f;
 	struct vlm_config cfg;
 	int err = st_open_checkpoint(&f, argv[optind]);

@@ -196,6 +196,18 @@ if have_python gguf && have_python safetensors; then
 	for q in f16 q8_0 q4_0; do
 		run 0 py gguf_check.py "m-$q.gguf" a/model.safetensors $q tok.json
 	done
+	# verify scans GGUF values: an infinite block scale is caught.
+	run 0 vckpt verify m-q8_0.gguf
+	like out '^ok +values: ' "verify: a GGUF file's values"
+	cp m-q8_0.gguf inf.gguf
+	python3 -c '
+import sys
+from gguf import GGUFReader
+t = [t for t in GGUFReader(sys.argv[1]).tensors if t.name == "blk.1.ffn_up.weight"][0]
+print(t.data_offset)' inf.gguf > off
+printf '\000\174' | dd of=inf.gguf bs=1 seek="$(cat off)" conv=notrunc 2>/dev/null
+	run 1 vckpt verify inf.gguf
+	like out '^FAIL +values: blk.1.ffn_up.weight has 32 NaN or infinite' "verify: an infinite Q8_0 scale"
 else
 	skip "gguf-py checks" "python gguf not installed"
 fi
