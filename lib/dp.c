@@ -149,8 +149,9 @@ dp_open(struct dp *d)
 		/* The launcher and MPI disagree: an MPI that is not the launcher's
 		 * (singletons of a foreign mpirun).  Going on would deadlock. */
 		err = v_error(V_ERR_MISMATCH, "%s says rank %d of %d, MPI (%s) says "
-		    "%d of %d: is vtrain linked to the launcher's MPI?", d->launcher,
-		    rank, size, d->mpi->library(), d->rank, d->size);
+		    "%d of %d: the launcher and the MPI of libvesper_mpi.so do not "
+		    "know each other", d->launcher, rank, size, d->mpi->library(),
+		    d->rank, d->size);
 		return err;
 	}
 	return V_OK;

@@ -170,6 +170,9 @@ run 1 env VESPER_MPI_LIB=/nonexistent/libvesper_mpi.so \
     OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_SIZE=2 vtrain $M $R -o bad
 like err 'no MPI support \(/nonexistent/libvesper_mpi.so not found' \
     "several ranks and no MPI shim: said so"
+run 1 timeout 60 env SLURM_PROCID=0 SLURM_NTASKS=2 vtrain $M $R -o bad
+like err 'srun says rank 0 of 2, MPI \(.*\) says 0 of 1: the launcher and the MPI' \
+    "Slurm's variables without srun's processes: a mismatch, not a hang"
 run 0 env SLURM_PROCID=0 SLURM_NTASKS=1 vtrain $M $R --steps 2 -o slurm1
 unlike err 'data parallel' "srun with one task: a plain run, no MPI"
 
