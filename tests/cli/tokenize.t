@@ -119,6 +119,11 @@ like err 'bad.jsonl:4: .*no "text" member' "a line without text is named"
 like err '2 bad lines skipped' "the number skipped is reported"
 run 0 vtokenize decode -t fr.tok bad.vtok
 [ "$(awk 'BEGIN{RS=""} END{print NR}' out)" -eq 3 ]; ok $? "the three good documents remain"
+run 1 vtokenize train -v 400 -o bad.tok bad.jsonl
+like err 'bad.jsonl:3: invalid JSON' "train names the bad line too"
+[ ! -e bad.tok ]; ok $? "and writes no tokenizer"
+run 2 vtokenize encode -j 0 -t fr.tok bad.jsonl
+like err '^vtokenize: -j' "-j 0 is bad usage"
 
 # Token streams that are not right.
 head -c 100 fr.vtok > cut.vtok
