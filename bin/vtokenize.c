@@ -274,7 +274,7 @@ cmd_normalize(const struct opts *o, char **files, int nfiles)
 	reader_init(&r, files, nfiles, o);
 	while ((err = next_doc(&r, &doc)) == 1) {
 		out.n = 0;
-		if ((err = tok_normalize(steps, doc.p, doc.n, &out, &st)) ||
+		if ((err = tok_normalize(steps, doc.p ? doc.p : "", doc.n, &out, &st)) ||
 		    (err = put_doc(stdout, "standard output", out.p ? out.p : "",
 		    out.n, o->jsonl_out)))
 			break;

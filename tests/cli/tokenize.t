@@ -84,6 +84,11 @@ run 0 vtokenize decode -t fr.tok empty.vtok
 [ ! -s out ]; ok $? "empty input decodes to nothing"
 run 1 vtokenize train -o empty.tok empty.txt
 [ ! -e empty.tok ]; ok $? "train on nothing fails and writes nothing"
+printf '{"id":"a","text":""}\n{"id":"b","text":"fin"}\n' > emptydoc.jsonl
+run 0 vtokenize encode -t fr.tok -o emptydoc.vtok emptydoc.jsonl
+run 0 vtokenize decode -J -t fr.tok emptydoc.vtok
+printf '{"text":""}\n{"text":"fin"}\n' > want
+same out want "an empty document is kept, not dropped"
 
 # NUL and other control bytes are removed, the rest encodes.
 printf 'avant\000apr\303\250s\001 fin\n' > nul.txt
