@@ -50,6 +50,15 @@ run 0 vckpt diff -e 0 q4-64.safetensors deq.safetensors
 run 0 vckpt info deq.safetensors
 unlike out '^quant' "convert dequantises and drops the quant metadata"
 
+# To standard output: the same tensors, the report on stderr, no hash
+# (it cannot be patched into a pipe).
+vquant -b 8 a - > piped.safetensors 2> report
+ok $? "vquant to standard output"
+like report '^-: int8 per row, 29 matrices' "the report goes to stderr"
+run 0 vckpt diff -e 0 q8 piped.safetensors
+run 0 vckpt verify piped.safetensors
+like out '^note +data hash: none recorded' "no hash recorded in a pipe"
+
 # Refusals.
 run 1 vquant -b 8 q8 again
 like err 'already quantised' "a quantised checkpoint is refused"
