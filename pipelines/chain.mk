@@ -15,6 +15,8 @@
 VESPER_BIN ?= $(VESPER_TOP)/build/bin
 V = $(VESPER_BIN)/
 
+# The pipeline make was given (pipelines/small.mk), for the hints printed.
+VESPER_MAIN_MK := $(firstword $(MAKEFILE_LIST))
 METRICS  = $(RUN)/metrics.jsonl
 LOG_EVERY ?= 10
 # Sequences a micro-batch (vtrain accumulates gradients up to BATCH_TOKENS);
@@ -86,6 +88,7 @@ $(RUN)/train.start: $(RUN)/train.args
 	@cp $< $@
 
 $(RUN)/train.done: $(RUN)/shards/manifest.json $(RUN)/train.start
+	@echo "$(RUN): training; to follow it from another terminal: make -f $(VESPER_MAIN_MK) RUN=$(RUN) watch"
 	$(LAUNCH) $(V)vtrain $(TRAIN_ARGS) $(RESUME) --metrics $(METRICS) -d $(RUN)/shards -o $(CKPT)
 	@touch $@
 	@[ ! -e $(METRICS) ] || touch $(METRICS)
