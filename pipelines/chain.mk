@@ -101,6 +101,7 @@ EVAL_JQ = select(.val_loss != null) | "validation loss \(.val_loss) \
 	(perplexity \(.val_ppl)) at step \(.step), \(.tokens) tokens seen"
 $(RUN)/eval.txt: $(RUN)/train.done
 	@$(JQ) -r '$(EVAL_JQ)' $(METRICS) | tail -n 1 > $@.tmp
+	@[ -s $@.tmp ] || echo "no validation loss in $(METRICS) (EVAL_EVERY=0, or no validation split)" > $@.tmp
 	@mv $@.tmp $@
 
 # The prompt inside single quotes for the shell: each ' becomes '\''.
