@@ -100,13 +100,14 @@ dp_zero_gather(struct dp *d, const struct dp_zero *z, float *m, float *v)
 }
 
 int
-dp_zero_norm(struct dp *d, const struct dp_zero *z, float *norm)
+dp_zero_norm(struct dp *d, struct dp_zero *z, float *norm)
 {
 	size_t per = norm_per(z->n), lo, hi;
 	const float *g = dp_sum_own(d, &lo, &hi);
 	double part[ZERO_NORM_CHUNKS] = { 0 }, *all, s = 0;
 	int err;
 
+	z->g = NULL;
 	if (g == NULL || lo != z->lo || hi != z->hi)
 		return v_error(V_ERR_ARG, "ZeRO-1: no gradient sum of this model");
 	/* The chunks of this rank's slice, each in velvet_norm's order. */
@@ -135,6 +136,7 @@ dp_zero_norm(struct dp *d, const struct dp_zero *z, float *norm)
 	}
 	free(all);
 	*norm = (float)sqrt(s);
+	z->g = g;
 	return V_OK;
 }
 
@@ -144,10 +146,13 @@ dp_zero_step(struct dp *d, struct dp_zero *z, const struct velvet_hparams *h,
 {
 	struct velvet_step vs;
 	size_t lo = z->lo, hi = z->hi;
-	const float *g = d->acc;
-	int err = velvet_prepare(h, z->vocab, lr, t, grad_mul, &vs);
+	const float *g = z->g;
+	int err;
 
-	if (err)
+	if (g == NULL)
+		return v_error(V_ERR_ARG, "ZeRO-1: a step without a summed gradient");
+	z->g = NULL;
+	if ((err = velvet_prepare(h, z->vocab, lr, t, grad_mul, &vs)) != V_OK)
 		return err;
 	/* Each tensor's part in the slice, with the tensor's decay (as the
 	 * CPU trainer's step does for the whole tensor). */

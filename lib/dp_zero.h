@@ -27,6 +27,7 @@ struct dp_zero {
 	float *m, *v;		/* (hi - lo) this rank's moments */
 	struct vlm_tensor *tens;
 	int ntens, vocab;
+	const float *g;		/* the summed slice, from dp_zero_norm */
 };
 
 /* This rank's part of the model c; sets d's slices (d->sum_chunk). */
@@ -38,10 +39,10 @@ void dp_zero_load(struct dp_zero *z, const float *m, const float *v);
 int dp_zero_gather(struct dp *d, const struct dp_zero *z, float *m, float *v);
 /* After dp_sum_add's rounds: the global L2 norm of the summed gradients,
  * equal to velvet_norm of the whole array. */
-int dp_zero_norm(struct dp *d, const struct dp_zero *z, float *norm);
+int dp_zero_norm(struct dp *d, struct dp_zero *z, float *norm);
 /* One Velvet step of this rank's slice of params (the whole (n) array,
- * the same on every rank) with the summed gradients, then the other
- * ranks' slices into params. */
+ * the same on every rank) with the gradients that dp_zero_norm found
+ * summed, then the other ranks' slices into params. */
 int dp_zero_step(struct dp *d, struct dp_zero *z,
     const struct velvet_hparams *h, float lr, long t, float grad_mul,
     float *params);

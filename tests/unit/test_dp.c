@@ -245,6 +245,8 @@ test_zero(struct dp *d)
 		velvet_update(&vs, t->is_matrix ? h.weight_decay : 0, p + k, sum + k,
 		    m + k, v + k, (size_t)t->rows * (size_t)t->cols);
 	}
+	ok(dp_zero_step(d, &z, &h, 1e-3f, 4, clip, pz) == V_ERR_ARG,
+	    "ZeRO-1: no second step on the same sum");
 	ok(!err && memcmp(p, pz, n * sizeof *p) == 0 &&
 	    memcmp(m, mz, n * sizeof *m) == 0 && memcmp(v, vz, n * sizeof *v) == 0,
 	    "ZeRO-1: the step on slices, gathered, is Velvet's on the whole model");
