@@ -13,6 +13,9 @@
 // leaves opaque: each warp reads it once by loading a tile of row numbers
 // into an accumulator fragment (row_of below).
 //
+// Tiles arrive by cp.async into two buffers, the next while the current is
+// used.
+//
 // Backward: one kernel for dK and dV (a block owns 64 keys and sweeps the
 // queries at or after them), one for dQ (a block owns 64 queries and
 // sweeps the keys at or before them); both recompute P.  No atomics, so
@@ -73,6 +76,50 @@ __device__ __forceinline__ void tile_load(bf16 *dst, const bf16 *src, int r0,
 	}
 }
 
+// The same, through cp.async (16-byte copies that bypass the registers,
+// rows past T zero-filled by a source size of 0), so that the next tile
+// loads while this one is used.  The caller commits and waits.
+template <int HD>
+__device__ __forceinline__ void tile_load_async(bf16 *dst, const bf16 *src,
+    int r0, int T, int ld)
+{
+	const int per_row = HD / 8;
+	for (int i = threadIdx.x; i < TC_BK * per_row; i += blockDim.x) {
+		int r = i / per_row, c = (i % per_row) * 8;
+		bool in = r0 + r < T;
+		const bf16 *g = src + (size_t)(in ? r0 + r : 0) * ld + c;
+		unsigned sa = (unsigned)__cvta_generic_to_shared(dst +
+		    r * tc_shape<HD>::LDB + c);
+		asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::
+		    "r"(sa), "l"(g), "r"(in ? 16 : 0));
+	}
+}
+
+// n floats (n <= blockDim.x) from src[r0 ...], zero past T, via cp.async.
+__device__ __forceinline__ void vec_load_async(float *dst, const float *src,
+    int r0, int T, int n)
+{
+	int t = threadIdx.x;
+	if (t < n) {
+		bool in = r0 + t < T;
+		unsigned sa = (unsigned)__cvta_generic_to_shared(dst + t);
+		asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::
+		    "r"(sa), "l"(src + (in ? r0 + t : 0)), "r"(in ? 4 : 0));
+	}
+}
+
+__device__ __forceinline__ void async_commit(void)
+{
+	asm volatile("cp.async.commit_group;\n" ::);
+}
+
+// Wait until at most n groups are still in flight.
+template <int n>
+__device__ __forceinline__ void async_wait(void)
+{
+	asm volatile("cp.async.wait_group %0;\n" :: "n"(n));
+}
+
 // The row (0..15) of each element of this lane's accumulator fragment.
 __device__ __forceinline__ void row_of(float *scr, int lds, int *rows)
 {
@@ -122,8 +169,10 @@ attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *qkv, struct tc_dims a)
 {
 	typedef tc_shape<HD> S;
 	extern __shared__ __align__(128) unsigned char smem[];
-	bf16 *Qs = (bf16 *)smem, *Ks = Qs + S::TILE, *Vs = Ks + S::TILE;
-	float *scr_all = (float *)(Vs + S::TILE);
+	// Two buffers of (K, V) tiles, then the warps' scratch (which first
+	// holds the query tile), their P tiles and their row statistics.
+	bf16 *KV = (bf16 *)smem;
+	float *scr_all = (float *)(KV + 4 * S::TILE);
 	bf16 *P_all = (bf16 *)(scr_all + TC_WARPS * S::SCR);
 	float *st_all = (float *)(P_all + TC_WARPS * S::PT);	// 16 a warp
 
@@ -131,10 +180,17 @@ attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *qkv, struct tc_dims a)
 	int b = blockIdx.z, h = blockIdx.y, kvh = h / (a.H / a.KV);
 	int q0 = blockIdx.x * TC_BQ;
 	const bf16 *seq = qkv + (size_t)b * a.T * a.width;
+	const bf16 *kbase = seq + (size_t)(a.H + kvh) * a.hd;
+	const bf16 *vbase = seq + (size_t)(a.H + a.KV + kvh) * a.hd;
 	float *scr = scr_all + w * S::SCR;
 	bf16 *P = P_all + w * S::PT;
 	float *corr_s = st_all + w * TC_ROWS;
 
+	// The first key tile is on its way while the queries load.
+	tile_load_async<HD>(KV, kbase, 0, a.T, a.width);
+	tile_load_async<HD>(KV + S::TILE, vbase, 0, a.T, a.width);
+	async_commit();
+	bf16 *Qs = (bf16 *)scr_all;	// 64 x LDB bf16 fits in the scratch
 	tile_load<HD>(Qs, seq + (size_t)h * a.hd, q0, a.T, a.width);
 	__syncthreads();
 	frag_a qf[HD / 16];
@@ -142,6 +198,7 @@ attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *qkv, struct tc_dims a)
 	for (int kk = 0; kk < HD / 16; kk++)
 		wmma::load_matrix_sync(qf[kk], Qs + w * TC_ROWS * S::LDB + kk * 16,
 		    S::LDB);
+	__syncthreads();	// every warp has its queries: the scratch is free
 	int rows[8];
 	row_of(scr, S::LDS, rows);
 	frag_c of[HD / 16];
@@ -153,11 +210,18 @@ attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *qkv, struct tc_dims a)
 	int i = q0 + w * TC_ROWS + r;	// this lane's query
 	float m = -INFINITY, l = 0.0f;
 	int kend = min(a.T, q0 + TC_BQ);
-	for (int k0 = 0; k0 < kend; k0 += TC_BK) {
-		__syncthreads();
-		tile_load<HD>(Ks, seq + (size_t)(a.H + kvh) * a.hd, k0, a.T, a.width);
-		tile_load<HD>(Vs, seq + (size_t)(a.H + a.KV + kvh) * a.hd, k0, a.T,
-		    a.width);
+	for (int k0 = 0, it = 0; k0 < kend; k0 += TC_BK, it++) {
+		bf16 *Ks = KV + (it & 1) * 2 * S::TILE, *Vs = Ks + S::TILE;
+		if (k0 + TC_BK < kend) {
+			bf16 *nK = KV + ((it + 1) & 1) * 2 * S::TILE;
+			tile_load_async<HD>(nK, kbase, k0 + TC_BK, a.T, a.width);
+			tile_load_async<HD>(nK + S::TILE, vbase, k0 + TC_BK, a.T,
+			    a.width);
+			async_commit();
+			async_wait<1>();
+		} else {
+			async_wait<0>();
+		}
 		__syncthreads();
 #pragma unroll
 		for (int j = 0; j < TC_BK / 16; j++) {
@@ -216,7 +280,9 @@ attn_fwd_tc_kernel(bf16 *out, float *lse, const bf16 *qkv, struct tc_dims a)
 				wmma::mma_sync(of[f], pa, vb, of[f]);
 			}
 		}
-		__syncwarp();
+		// Every warp is done with this buffer before the next
+		// iteration's prefetch overwrites it.
+		__syncthreads();
 	}
 	if ((lane & 1) == 0) {
 		corr_s[r] = 1.0f / l;
@@ -258,17 +324,21 @@ __global__ void attn_dsum_kernel(float *dsum, const bf16 *dout, const bf16 *out,
 // It computes the transposed tiles S^T = K Q^T and dP^T = V dO^T, so the
 // key rows stay the fragments' rows throughout.
 // grid (T / 64, KV, B), 128 threads.
+// Three blocks an SM where shared memory allows that many (HD <= 64): the
+// register cap this sets costs 28 bytes of spills at HD 64 (ptxas -v),
+// against 2 blocks an SM without it.
 template <int HD>
-__global__ void __launch_bounds__(TC_WARPS * 32)
+__global__ void __launch_bounds__(TC_WARPS * 32, HD <= 64 ? 3 : 1)
 attn_bwd_dkv_tc_kernel(bf16 *dqkv, const float *dsum, const bf16 *dout,
     const bf16 *qkv, const float *lse, struct tc_dims a)
 {
 	typedef tc_shape<HD> S;
 	extern __shared__ __align__(128) unsigned char smem[];
-	bf16 *Ks = (bf16 *)smem, *Vs = Ks + S::TILE, *Qs = Vs + S::TILE;
-	bf16 *Gs = Qs + S::TILE;
-	float *Ls = (float *)(Gs + S::TILE), *Ds = Ls + TC_BK;
-	float *scr_all = Ds + TC_BK;
+	// Two buffers of (Q, dO) tiles with their log-sum-exps and dsums, then
+	// the warps' scratch, P^T and dS^T tiles.
+	bf16 *QG = (bf16 *)smem;
+	float *LD = (float *)(QG + 4 * S::TILE);	// 2 x (L 64, D 64)
+	float *scr_all = LD + 4 * TC_BK;
 	bf16 *P_all = (bf16 *)(scr_all + TC_WARPS * S::SCR);
 	bf16 *dS_all = P_all + TC_WARPS * S::PT;
 
@@ -281,6 +351,22 @@ attn_bwd_dkv_tc_kernel(bf16 *dqkv, const float *dsum, const bf16 *dout,
 	float *scr = scr_all + w * S::SCR;
 	bf16 *P = P_all + w * S::PT, *dS = dS_all + w * S::PT;
 
+	// The block's keys and values pass through the second buffer into
+	// registers; the first buffer meanwhile receives the first queries.
+	int nq = (a.T - k0 + TC_BK - 1) / TC_BK;	// query tiles a head
+	int total = nq * group;
+	{
+		int h = kvh * group;
+		tile_load_async<HD>(QG, seq + (size_t)h * a.hd, k0, a.T, a.width);
+		tile_load_async<HD>(QG + S::TILE, gseq + (size_t)h * a.hd, k0,
+		    a.T, a.H * a.hd);
+		vec_load_async(LD, lse + ((size_t)b * a.H + h) * a.T, k0, a.T,
+		    TC_BK);
+		vec_load_async(LD + TC_BK, dsum + ((size_t)b * a.H + h) * a.T, k0,
+		    a.T, TC_BK);
+		async_commit();
+	}
+	bf16 *Ks = QG + 2 * S::TILE, *Vs = QG + 3 * S::TILE;
 	tile_load<HD>(Ks, seq + (size_t)(a.H + kvh) * a.hd, k0, a.T, a.width);
 	tile_load<HD>(Vs, seq + (size_t)(a.H + a.KV + kvh) * a.hd, k0, a.T,
 	    a.width);
@@ -293,6 +379,7 @@ attn_bwd_dkv_tc_kernel(bf16 *dqkv, const float *dsum, const bf16 *dout,
 		wmma::load_matrix_sync(vf[kk], Vs + w * TC_ROWS * S::LDB + kk * 16,
 		    S::LDB);
 	}
+	__syncthreads();	// the second buffer is free again
 	frag_c dk[HD / 16], dv[HD / 16];
 #pragma unroll
 	for (int f = 0; f < HD / 16; f++) {
@@ -302,92 +389,101 @@ attn_bwd_dkv_tc_kernel(bf16 *dqkv, const float *dsum, const bf16 *dout,
 	int r = lane >> 1, c0 = (lane & 1) * 32;
 	int key = k0 + w * TC_ROWS + r;
 
-	for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-		const float *Lrow = lse + ((size_t)b * a.H + h) * a.T;
-		const float *Drow = dsum + ((size_t)b * a.H + h) * a.T;
-		for (int q0 = k0; q0 < a.T; q0 += TC_BK) {
-			__syncthreads();
-			tile_load<HD>(Qs, seq + (size_t)h * a.hd, q0, a.T, a.width);
-			tile_load<HD>(Gs, gseq + (size_t)h * a.hd, q0, a.T,
-			    a.H * a.hd);
-			for (int t = threadIdx.x; t < TC_BK; t += blockDim.x) {
-				Ls[t] = q0 + t < a.T ? Lrow[q0 + t] : 0.0f;
-				Ds[t] = q0 + t < a.T ? Drow[q0 + t] : 0.0f;
+	for (int it = 0; it < total; it++) {
+		int q0 = k0 + (it % nq) * TC_BK;
+		bf16 *Qs = QG + (it & 1) * 2 * S::TILE, *Gs = Qs + S::TILE;
+		float *Ls = LD + (it & 1) * 2 * TC_BK, *Ds = Ls + TC_BK;
+		if (it + 1 < total) {
+			int h = kvh * group + (it + 1) / nq;
+			int nq0 = k0 + ((it + 1) % nq) * TC_BK;
+			bf16 *nQ = QG + ((it + 1) & 1) * 2 * S::TILE;
+			float *nL = LD + ((it + 1) & 1) * 2 * TC_BK;
+			tile_load_async<HD>(nQ, seq + (size_t)h * a.hd, nq0, a.T,
+			    a.width);
+			tile_load_async<HD>(nQ + S::TILE, gseq + (size_t)h * a.hd,
+			    nq0, a.T, a.H * a.hd);
+			vec_load_async(nL, lse + ((size_t)b * a.H + h) * a.T, nq0,
+			    a.T, TC_BK);
+			vec_load_async(nL + TC_BK, dsum + ((size_t)b * a.H + h) * a.T,
+			    nq0, a.T, TC_BK);
+			async_commit();
+			async_wait<1>();
+		} else {
+			async_wait<0>();
+		}
+		__syncthreads();
+		// S^T: (16 keys, 64 queries).
+#pragma unroll
+		for (int j = 0; j < TC_BK / 16; j++) {
+			frag_c acc;
+			wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+			for (int kk = 0; kk < HD / 16; kk++) {
+				frag_bt qb;
+				wmma::load_matrix_sync(qb, Qs + j * 16 * S::LDB + kk * 16,
+				    S::LDB);
+				wmma::mma_sync(acc, kf[kk], qb, acc);
 			}
-			__syncthreads();
-			// S^T: (16 keys, 64 queries).
+			wmma::store_matrix_sync(scr + j * 16, acc, S::LDS,
+			    wmma::mem_row_major);
+		}
+		__syncwarp();
+		float pv[32];
 #pragma unroll
-			for (int j = 0; j < TC_BK / 16; j++) {
-				frag_c acc;
-				wmma::fill_fragment(acc, 0.0f);
+		for (int c = 0; c < 32; c += 2) {
+			int q = q0 + c0 + c;
+			float s0 = scr[r * S::LDS + c0 + c] * a.scale;
+			float s1 = scr[r * S::LDS + c0 + c + 1] * a.scale;
+			pv[c] = q >= key && q < a.T ? __expf(s0 - Ls[c0 + c]) : 0.0f;
+			pv[c + 1] = q + 1 >= key && q + 1 < a.T ?
+			    __expf(s1 - Ls[c0 + c + 1]) : 0.0f;
+			*(__nv_bfloat162 *)(P + r * S::LDP + c0 + c) =
+			    __floats2bfloat162_rn(pv[c], pv[c + 1]);
+		}
+		__syncwarp();
+		// dP^T: (16 keys, 64 queries).
 #pragma unroll
-				for (int kk = 0; kk < HD / 16; kk++) {
-					frag_bt qb;
-					wmma::load_matrix_sync(qb, Qs + j * 16 * S::LDB +
-					    kk * 16, S::LDB);
-					wmma::mma_sync(acc, kf[kk], qb, acc);
-				}
-				wmma::store_matrix_sync(scr + j * 16, acc, S::LDS,
-				    wmma::mem_row_major);
+		for (int j = 0; j < TC_BK / 16; j++) {
+			frag_c acc;
+			wmma::fill_fragment(acc, 0.0f);
+#pragma unroll
+			for (int kk = 0; kk < HD / 16; kk++) {
+				frag_bt gb;
+				wmma::load_matrix_sync(gb, Gs + j * 16 * S::LDB + kk * 16,
+				    S::LDB);
+				wmma::mma_sync(acc, vf[kk], gb, acc);
 			}
-			__syncwarp();
-			float pv[32];
+			wmma::store_matrix_sync(scr + j * 16, acc, S::LDS,
+			    wmma::mem_row_major);
+		}
+		__syncwarp();
 #pragma unroll
-			for (int c = 0; c < 32; c += 2) {
-				int q = q0 + c0 + c;
-				float s0 = scr[r * S::LDS + c0 + c] * a.scale;
-				float s1 = scr[r * S::LDS + c0 + c + 1] * a.scale;
-				pv[c] = q >= key && q < a.T ?
-				    __expf(s0 - Ls[c0 + c]) : 0.0f;
-				pv[c + 1] = q + 1 >= key && q + 1 < a.T ?
-				    __expf(s1 - Ls[c0 + c + 1]) : 0.0f;
-				*(__nv_bfloat162 *)(P + r * S::LDP + c0 + c) =
-				    __floats2bfloat162_rn(pv[c], pv[c + 1]);
-			}
-			__syncwarp();
-			// dP^T: (16 keys, 64 queries).
+		for (int c = 0; c < 32; c += 2) {
+			float d0 = pv[c] * (scr[r * S::LDS + c0 + c] - Ds[c0 + c]);
+			float d1 = pv[c + 1] * (scr[r * S::LDS + c0 + c + 1] -
+			    Ds[c0 + c + 1]);
+			*(__nv_bfloat162 *)(dS + r * S::LDP + c0 + c) =
+			    __floats2bfloat162_rn(d0, d1);
+		}
+		__syncwarp();
+		// dV += P^T dO, dK += dS^T Q.
 #pragma unroll
-			for (int j = 0; j < TC_BK / 16; j++) {
-				frag_c acc;
-				wmma::fill_fragment(acc, 0.0f);
+		for (int kk = 0; kk < TC_BK / 16; kk++) {
+			frag_a pa, sa;
+			wmma::load_matrix_sync(pa, P + kk * 16, S::LDP);
+			wmma::load_matrix_sync(sa, dS + kk * 16, S::LDP);
 #pragma unroll
-				for (int kk = 0; kk < HD / 16; kk++) {
-					frag_bt gb;
-					wmma::load_matrix_sync(gb, Gs + j * 16 * S::LDB +
-					    kk * 16, S::LDB);
-					wmma::mma_sync(acc, vf[kk], gb, acc);
-				}
-				wmma::store_matrix_sync(scr + j * 16, acc, S::LDS,
-				    wmma::mem_row_major);
-			}
-			__syncwarp();
-#pragma unroll
-			for (int c = 0; c < 32; c += 2) {
-				float d0 = pv[c] * (scr[r * S::LDS + c0 + c] - Ds[c0 + c]);
-				float d1 = pv[c + 1] * (scr[r * S::LDS + c0 + c + 1] -
-				    Ds[c0 + c + 1]);
-				*(__nv_bfloat162 *)(dS + r * S::LDP + c0 + c) =
-				    __floats2bfloat162_rn(d0, d1);
-			}
-			__syncwarp();
-			// dV += P^T dO, dK += dS^T Q.
-#pragma unroll
-			for (int kk = 0; kk < TC_BK / 16; kk++) {
-				frag_a pa, sa;
-				wmma::load_matrix_sync(pa, P + kk * 16, S::LDP);
-				wmma::load_matrix_sync(sa, dS + kk * 16, S::LDP);
-#pragma unroll
-				for (int f = 0; f < HD / 16; f++) {
-					frag_b gb, qb;
-					wmma::load_matrix_sync(gb, Gs + kk * 16 * S::LDB +
-					    f * 16, S::LDB);
-					wmma::mma_sync(dv[f], pa, gb, dv[f]);
-					wmma::load_matrix_sync(qb, Qs + kk * 16 * S::LDB +
-					    f * 16, S::LDB);
-					wmma::mma_sync(dk[f], sa, qb, dk[f]);
-				}
+			for (int f = 0; f < HD / 16; f++) {
+				frag_b gb, qb;
+				wmma::load_matrix_sync(gb, Gs + kk * 16 * S::LDB + f * 16,
+				    S::LDB);
+				wmma::mma_sync(dv[f], pa, gb, dv[f]);
+				wmma::load_matrix_sync(qb, Qs + kk * 16 * S::LDB + f * 16,
+				    S::LDB);
+				wmma::mma_sync(dk[f], sa, qb, dk[f]);
 			}
 		}
+		__syncthreads();	// before the next prefetch reuses the buffer
 	}
 	bf16 *base = dqkv + (size_t)b * a.T * a.width;
 	rows_store<HD>(base + (size_t)(a.H + kvh) * a.hd, a.width,
@@ -405,18 +501,26 @@ attn_bwd_dq_tc_kernel(bf16 *dqkv, const float *dsum, const bf16 *dout,
 {
 	typedef tc_shape<HD> S;
 	extern __shared__ __align__(128) unsigned char smem[];
-	bf16 *Qs = (bf16 *)smem, *Gs = Qs + S::TILE, *Ks = Gs + S::TILE;
-	bf16 *Vs = Ks + S::TILE;
-	float *scr_all = (float *)(Vs + S::TILE);
+	// Two buffers of (K, V) tiles, then the warps' scratch and dS tiles.
+	bf16 *KV = (bf16 *)smem;
+	float *scr_all = (float *)(KV + 4 * S::TILE);
 	bf16 *dS_all = (bf16 *)(scr_all + TC_WARPS * S::SCR);
 
 	int w = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	int b = blockIdx.z, h = blockIdx.y, kvh = h / (a.H / a.KV);
 	int q0 = blockIdx.x * TC_BQ;
 	const bf16 *seq = qkv + (size_t)b * a.T * a.width;
+	const bf16 *kbase = seq + (size_t)(a.H + kvh) * a.hd;
+	const bf16 *vbase = seq + (size_t)(a.H + a.KV + kvh) * a.hd;
 	float *scr = scr_all + w * S::SCR;
 	bf16 *dS = dS_all + w * S::PT;
 
+	// Queries and output gradients pass through the second buffer into
+	// registers while the first key tile arrives in the first.
+	tile_load_async<HD>(KV, kbase, 0, a.T, a.width);
+	tile_load_async<HD>(KV + S::TILE, vbase, 0, a.T, a.width);
+	async_commit();
+	bf16 *Qs = KV + 2 * S::TILE, *Gs = KV + 3 * S::TILE;
 	tile_load<HD>(Qs, seq + (size_t)h * a.hd, q0, a.T, a.width);
 	tile_load<HD>(Gs, dout + (size_t)b * a.T * a.H * a.hd + (size_t)h * a.hd,
 	    q0, a.T, a.H * a.hd);
@@ -429,6 +533,7 @@ attn_bwd_dq_tc_kernel(bf16 *dqkv, const float *dsum, const bf16 *dout,
 		wmma::load_matrix_sync(gf[kk], Gs + w * TC_ROWS * S::LDB + kk * 16,
 		    S::LDB);
 	}
+	__syncthreads();	// the second buffer is free again
 	frag_c dq[HD / 16];
 #pragma unroll
 	for (int f = 0; f < HD / 16; f++)
@@ -439,11 +544,18 @@ attn_bwd_dq_tc_kernel(bf16 *dqkv, const float *dsum, const bf16 *dout,
 	float L = lse[srow], D = dsum[srow];
 
 	int kend = min(a.T, q0 + TC_BQ);
-	for (int k0 = 0; k0 < kend; k0 += TC_BK) {
-		__syncthreads();
-		tile_load<HD>(Ks, seq + (size_t)(a.H + kvh) * a.hd, k0, a.T, a.width);
-		tile_load<HD>(Vs, seq + (size_t)(a.H + a.KV + kvh) * a.hd, k0, a.T,
-		    a.width);
+	for (int k0 = 0, it = 0; k0 < kend; k0 += TC_BK, it++) {
+		bf16 *Ks = KV + (it & 1) * 2 * S::TILE, *Vs = Ks + S::TILE;
+		if (k0 + TC_BK < kend) {
+			bf16 *nK = KV + ((it + 1) & 1) * 2 * S::TILE;
+			tile_load_async<HD>(nK, kbase, k0 + TC_BK, a.T, a.width);
+			tile_load_async<HD>(nK + S::TILE, vbase, k0 + TC_BK, a.T,
+			    a.width);
+			async_commit();
+			async_wait<1>();
+		} else {
+			async_wait<0>();
+		}
 		__syncthreads();
 #pragma unroll
 		for (int j = 0; j < TC_BK / 16; j++) {
@@ -503,7 +615,7 @@ attn_bwd_dq_tc_kernel(bf16 *dqkv, const float *dsum, const bf16 *dout,
 				wmma::mma_sync(dq[f], sa, kb, dq[f]);
 			}
 		}
-		__syncwarp();
+		__syncthreads();	// before the next prefetch reuses the buffer
 	}
 	rows_store<HD>(dqkv + (size_t)b * a.T * a.width + (size_t)h * a.hd,
 	    a.width, q0 + w * TC_ROWS, a.T, dq, scr, a.scale);
@@ -516,7 +628,7 @@ static int fwd_launch(bf16 *out, float *lse, const bf16 *qkv, int B,
     struct tc_dims a, cudaStream_t s)
 {
 	typedef tc_shape<HD> S;
-	int sh = 3 * S::TILE * 2 + TC_WARPS * (S::SCR * 4 + S::PT * 2 +
+	int sh = 4 * S::TILE * 2 + TC_WARPS * (S::SCR * 4 + S::PT * 2 +
 	    TC_ROWS * 4);
 	VK_CHECK(cudaFuncSetAttribute(attn_fwd_tc_kernel<HD>,
 	    cudaFuncAttributeMaxDynamicSharedMemorySize, sh));
@@ -538,7 +650,7 @@ static int bwd_launch(bf16 *dqkv, float *dsum, const bf16 *dout,
 	    a.hd);
 	VK_CHECK_LAUNCH("attn_dsum_kernel");
 
-	int sk = 4 * S::TILE * 2 + 2 * TC_BK * 4 + TC_WARPS * (S::SCR * 4 +
+	int sk = 4 * S::TILE * 2 + 4 * TC_BK * 4 + TC_WARPS * (S::SCR * 4 +
 	    2 * S::PT * 2);
 	VK_CHECK(cudaFuncSetAttribute(attn_bwd_dkv_tc_kernel<HD>,
 	    cudaFuncAttributeMaxDynamicSharedMemorySize, sk));

@@ -40,24 +40,33 @@ velvet_kernel(float *p, bf16 *pbf, const float *g, float *m, float *v,
 	    1.0f;
 	size_t base = c.off;
 	// 16-byte accesses where the chunk starts aligned and holds whole
-	// vectors (every matrix of the presets); else element by element.
+	// vectors (every tensor of the presets); else element by element.
 	if ((base & 3) == 0 && (c.len & 3) == 0) {
 		float4 *p4 = (float4 *)(p + base);
 		const float4 *g4 = (const float4 *)(g + base);
 		float4 *m4 = (float4 *)(m + base);
 		float4 *v4 = (float4 *)(v + base);
-		__nv_bfloat162 *b2 = (__nv_bfloat162 *)(pbf + base);
+		uint2 *b4 = (uint2 *)(pbf + base);
+		// Every byte is read once and written once: streaming loads
+		// and stores (evict first) keep the cache for other work, and
+		// two iterations' loads are in flight at once.
+#pragma unroll 2
 		for (int i = threadIdx.x; i < c.len / 4; i += blockDim.x) {
-			float4 gg = g4[i], mm = m4[i], vv = v4[i], pp = p4[i];
+			float4 gg = __ldcs(g4 + i), mm = __ldcs(m4 + i);
+			float4 vv = __ldcs(v4 + i), pp = __ldcs(p4 + i);
 			adamw_one(pp.x, mm.x, vv.x, gg.x, h, decay);
 			adamw_one(pp.y, mm.y, vv.y, gg.y, h, decay);
 			adamw_one(pp.z, mm.z, vv.z, gg.z, h, decay);
 			adamw_one(pp.w, mm.w, vv.w, gg.w, h, decay);
-			m4[i] = mm;
-			v4[i] = vv;
-			p4[i] = pp;
-			b2[2 * i] = __floats2bfloat162_rn(pp.x, pp.y);
-			b2[2 * i + 1] = __floats2bfloat162_rn(pp.z, pp.w);
+			__stcs(m4 + i, mm);
+			__stcs(v4 + i, vv);
+			__stcs(p4 + i, pp);
+			__nv_bfloat162 lo = __floats2bfloat162_rn(pp.x, pp.y);
+			__nv_bfloat162 hi = __floats2bfloat162_rn(pp.z, pp.w);
+			uint2 o;
+			o.x = *(unsigned *)&lo;
+			o.y = *(unsigned *)&hi;
+			__stcs(b4 + i, o);
 		}
 		return;
 	}
