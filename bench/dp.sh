@@ -1,8 +1,9 @@
 #!/bin/sh
-# dp.sh: data-parallel scaling of vtrain on the CPU: tokens/s of one
-# process against mpirun -np N for N = 1, 2, ... up to the cores, each rank
-# on one thread, the same global batch, and a check that every run ended
-# with the same weights.
+# dp.sh: data-parallel scaling of vtrain on the CPU: the time of the
+# gradient sum alone (bench/dp_sum.c), then tokens/s of one process against
+# mpirun -np N for N = 1, 2, ... up to the cores, each rank on one thread,
+# the same global batch, and a check that every run ended with the same
+# weights.
 #   sh bench/dp.sh [max-ranks] [steps]      (default: the cores, 6 steps)
 # Uses the programs of $B (B=build unless set) and a synthetic corpus made
 # in a temporary directory.  On a shared, loaded machine the figures are
@@ -39,6 +40,21 @@ ARGS="--device cpu --preset tiny --micro-batch 4 --seq 128 --batch-tokens 4096
     --steps $STEPS --eval-every 0 --log-every 1 -d $W/shards"
 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 export OMP_NUM_THREADS OPENBLAS_NUM_THREADS OMP_WAIT_POLICY
+
+# The sum alone: one round (all-to-all and adds) and the all-gather, for
+# the sizes of tiny (0.84 M) and small (about 20 M) parameters.
+# shellcheck disable=SC2046
+cc -O2 -std=c11 -Wall -Wextra -D_DEFAULT_SOURCE -o "$W/dp_sum" bench/dp_sum.c \
+    "$B/lib/libvesper.a" $(pkg-config --libs jansson libcrypto libxxhash libzstd) -ldl -lm
+echo "| ranks | floats | ms per round | ms all-gather |"
+echo "|---|---|---|---|"
+n=2
+while [ "$n" -le "$MAX" ] && [ "$n" -le 8 ]; do
+	VESPER_MPI_LIB=$(pwd)/$B/lib/vesper/libvesper_mpi.so \
+	    $MPIRUN -x VESPER_MPI_LIB -np "$n" "$W/dp_sum" 836736 20000000
+	n=$((n * 2))
+done
+echo
 
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
 echo "tiny preset, global batch 4096 tokens (8 x 4 x 128), $STEPS steps, 1 thread per rank"
