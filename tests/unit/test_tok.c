@@ -435,6 +435,64 @@ test_specials(struct tok *t)
 	tok_enc_free(e);
 }
 
+/* Is s[0..n) well-formed UTF-8? */
+static int
+valid_utf8(const unsigned char *s, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = tok_utf8_next(s + i, n - i, &cp);
+		if (cp == UINT32_MAX)
+			return 0;
+		i += l;
+	}
+	return 1;
+}
+
+/* What vgen does: decode one token at a time, print what is whole, hold
+ * back an unfinished character.  Every piece printed must be well-formed
+ * (the normalised text is) and the pieces must add up to the text. */
+static void
+test_streaming(struct tok *t)
+{
+	struct tok_enc *e;
+	struct tok_ids ids = { 0 };
+	struct tok_buf whole = { 0 }, pend = { 0 }, shown = { 0 };
+	unsigned rng = 99;
+	int bad = 0, split = 0;
+	char text[1200];
+
+	if (t == NULL || tok_enc_new(t, &e))
+		return;
+	for (int i = 0; i < 3000; i++) {
+		size_t n = random_text(&rng, text, sizeof text);
+		ids.n = whole.n = pend.n = shown.n = 0;
+		tok_encode(e, text, n, &ids, NULL);
+		tok_decode(t, ids.v, ids.n, &whole);
+		for (size_t k = 0; k < ids.n; k++) {
+			tok_decode(t, ids.v + k, 1, &pend);
+			size_t ok_n = tok_utf8_complete((unsigned char *)pend.p, pend.n);
+			if (ok_n < pend.n)
+				split++;
+			if (!valid_utf8((unsigned char *)pend.p, ok_n))
+				bad++;
+			tok_buf_put(&shown, pend.p, ok_n);
+			memmove(pend.p, pend.p + ok_n, pend.n - ok_n);
+			pend.n -= ok_n;
+		}
+		tok_buf_put(&shown, pend.p, pend.n);
+		if (shown.n != whole.n || (whole.n && memcmp(shown.p, whole.p, whole.n)))
+			bad++;
+	}
+	ok(bad == 0, "token-by-token decoding prints well-formed pieces that make the text");
+	ok(split > 0, "some characters were split across tokens (%d)", split);
+	tok_ids_free(&ids);
+	tok_buf_free(&whole);
+	tok_buf_free(&pend);
+	tok_buf_free(&shown);
+	tok_enc_free(e);
+}
+
 static void
 test_utf8_complete(void)
 {
@@ -464,6 +522,7 @@ main(void)
 	    t ? tok_vocab_size(t) : 0);
 	test_specials(t);
 	test_bpe_reference(t);
+	test_streaming(t);
 	test_roundtrip(t, "all steps");
 	tok_free(t);
 	t = trained(TOK_NORM_ALL & ~TOK_NORM_UTF8, "raw.tok");
