@@ -321,7 +321,8 @@ cmd_train(const struct opts *o, char **files, int nfiles)
 			    (unsigned long long)n, (unsigned long long)d, v_now() - t0);
 		}
 	}
-	report(&r, NULL);
+	struct tok_stats st = { .invalid = tok_trainer_invalid(tr) };
+	report(&r, &st);
 	reader_free(&r);
 	tok_buf_free(&doc);
 	tok_trainer_free(tr);

@@ -157,6 +157,8 @@ int tok_trainer_finish(struct tok_trainer *tr, uint32_t vocab,
 /* Statistics for messages: distinct words, total words. */
 void tok_trainer_counts(const struct tok_trainer *tr, uint64_t *distinct,
     uint64_t *total);
+/* Ill-formed UTF-8 sequences the documents held (after finish). */
+uint64_t tok_trainer_invalid(const struct tok_trainer *tr);
 void tok_trainer_free(struct tok_trainer *tr);
 
 /* Write a Hugging Face tokenizer.json for t to path ("-": stdout). */

@@ -113,6 +113,7 @@ struct tok_trainer {
 	size_t *doc_end;		/* (ndocs) */
 	size_t ndocs, doc_cap;
 	uint64_t total;
+	uint64_t invalid;		/* ill-formed UTF-8 sequences met */
 };
 
 int
@@ -159,6 +160,12 @@ tok_trainer_counts(const struct tok_trainer *tr, uint64_t *distinct,
 	*total = tr->total;
 }
 
+uint64_t
+tok_trainer_invalid(const struct tok_trainer *tr)
+{
+	return tr->invalid;
+}
+
 struct count_ctx {
 	struct wmap *m;
 	uint64_t n;
@@ -192,8 +199,9 @@ count_piece(void *arg, const char *p, size_t len)
 /* Normalise and count the words of docs [a, b) of the batch into m. */
 static int
 count_docs(struct tok_trainer *tr, size_t a, size_t b, struct wmap *m,
-    uint64_t *nwords)
+    uint64_t *nwords, uint64_t *invalid)
 {
+	struct tok_stats st = { 0 };
 	struct tok_buf norm = { 0 };
 	struct count_ctx c = { m, 0 };
 	int err = V_OK;
@@ -202,7 +210,7 @@ count_docs(struct tok_trainer *tr, size_t a, size_t b, struct wmap *m,
 		size_t start = d ? tr->doc_end[d - 1] : 0;
 		norm.n = 0;
 		err = tok_normalize(tr->steps, tr->batch.p + start,
-		    tr->doc_end[d] - start, &norm, NULL);
+		    tr->doc_end[d] - start, &norm, &st);
 		size_t pos = 0, at, slen;
 		while (!err && tok_find_special(norm.p + pos, norm.n - pos, &at,
 		    &slen) >= 0) {
@@ -214,6 +222,7 @@ count_docs(struct tok_trainer *tr, size_t a, size_t b, struct wmap *m,
 	}
 	tok_buf_free(&norm);
 	*nwords = c.n;
+	*invalid = st.invalid;
 	return err;
 }
 
@@ -227,17 +236,20 @@ flush_batch(struct tok_trainer *tr)
 	if (nt > (int)tr->ndocs)
 		nt = (int)tr->ndocs;
 	if (nt <= 1) {
-		uint64_t n;
-		err = count_docs(tr, 0, tr->ndocs, &tr->words, &n);
+		uint64_t n, bad;
+		err = count_docs(tr, 0, tr->ndocs, &tr->words, &n, &bad);
 		tr->total += n;
+		tr->invalid += bad;
 	} else {
 		struct wmap *local = calloc((size_t)nt, sizeof *local);
 		int *errs = calloc((size_t)nt, sizeof *errs);
 		uint64_t *cnt = calloc((size_t)nt, sizeof *cnt);
-		if (!local || !errs || !cnt) {
+		uint64_t *bad = calloc((size_t)nt, sizeof *bad);
+		if (!local || !errs || !cnt || !bad) {
 			free(local);
 			free(errs);
 			free(cnt);
+			free(bad);
 			return v_error(V_ERR_NOMEM, "out of memory for word counts");
 		}
 		/* Split by bytes, not documents, so that threads get equal work. */
@@ -246,6 +258,7 @@ flush_batch(struct tok_trainer *tr)
 			free(local);
 			free(errs);
 			free(cnt);
+			free(bad);
 			return v_error(V_ERR_NOMEM, "out of memory");
 		}
 		for (int k = 1, d = 0; k < nt; k++) {
@@ -261,7 +274,8 @@ flush_batch(struct tok_trainer *tr)
 		for (int k = 0; k < nt; k++) {
 			errs[k] = wmap_init(&local[k]);
 			if (!errs[k] && cut[k] < cut[k + 1])
-				errs[k] = count_docs(tr, cut[k], cut[k + 1], &local[k], &cnt[k]);
+				errs[k] = count_docs(tr, cut[k], cut[k + 1], &local[k], &cnt[k],
+				    &bad[k]);
 			if (errs[k]) {
 				#pragma omp critical(tok_train_msg)
 				if (msg[0] == '\0')
@@ -272,6 +286,7 @@ flush_batch(struct tok_trainer *tr)
 			if (!err && errs[k])
 				err = v_error(errs[k], "%s", msg);
 			tr->total += cnt[k];
+			tr->invalid += bad[k];
 			for (size_t i = 0; !err && local[k].slot && i <= local[k].mask; i++) {
 				const struct wslot *s = &local[k].slot[i];
 				if (s->h)
@@ -284,6 +299,7 @@ flush_batch(struct tok_trainer *tr)
 		free(local);
 		free(errs);
 		free(cnt);
+		free(bad);
 	}
 	tr->batch.n = 0;
 	tr->ndocs = 0;

@@ -101,6 +101,8 @@ printf 'caf\303 \377\376 ok\n\nencore \200\n' > bad8.txt
 run 0 vtokenize encode -t fr.tok -o bad8.vtok bad8.txt
 like err "4 ill-formed UTF-8 sequences replaced by U\+FFFD" "ill-formed UTF-8 counted"
 [ "$(grep -c 'ill-formed' err)" -eq 1 ]; ok $? "and reported once"
+run 0 vtokenize train -v 400 -o bad8.tok bad8.txt
+like err "4 ill-formed UTF-8 sequences replaced" "train reports them too"
 
 # One huge document with no newline (24 MB).
 python3 -c '
