@@ -175,7 +175,7 @@ struct count_ctx {
  * (cut at character starts): a word that long teaches nothing worth a
  * token, and a hostile one (a megabyte of letters) would make every merge
  * that touches it rescan it. */
-#define TRAIN_MAX_WORD 32
+#define TRAIN_MAX_WORD 1024
 
 static int
 count_piece(void *arg, const char *p, size_t len)
