@@ -24,6 +24,16 @@ PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 # --as-needed: each program depends at run time only on the libraries it
 # calls (vtrain needs no libarchive), which matters on the GPU machine.
 LDFLAGS += -fopenmp -Wl,--as-needed
+# OpenBLAS built on OpenMP shares the program's thread pool; Debian's
+# default (pthread) build spins threads of its own that fight the OpenMP
+# loops for the cores: on 2 cores, tiny training ran 2.4x faster with the
+# OpenMP build (6,844 against 2,804 tokens/s).  The run path prefers it
+# where libopenblas0-openmp is installed, and falls back to the system's
+# libopenblas.so.0 elsewhere.
+MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
+ifneq ($(MULTIARCH),)
+LDFLAGS += -Wl,-rpath,/usr/lib/$(MULTIARCH)/openblas-openmp
+endif
 LDLIBS = $(PKG_LIBS) -ldl -lm -lpthread
 
 ifeq ($(SAN),1)

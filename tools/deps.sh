@@ -8,7 +8,7 @@ set -u
 # Build: compiler, libraries.  Tests and tools: prove (perl), mandoc,
 # zstd, curl and bsdtar/7z to make fixture archives, mpirun, gnuplot and jq (the pipelines' plots).  clang: libFuzzer for make fuzz.
 DEBS="build-essential pkg-config libzstd-dev libarchive-dev libutf8proc-dev
-libcurl4-openssl-dev libjansson-dev libopenblas-dev libedit-dev
+libcurl4-openssl-dev libjansson-dev libopenblas-dev libopenblas0-openmp libedit-dev
 libopenmpi-dev openmpi-bin libssl-dev libxxhash-dev mandoc perl zstd curl libarchive-tools
 p7zip-full gnuplot-nox jq python3 python3-pip clang"
 # Peers the tests and benchmarks check Vesper against (never used by the
