@@ -13,7 +13,8 @@ mkdir -p "$B/bench"
 cc -O2 -g -std=c11 -Wall -Wextra -fopenmp -D_DEFAULT_SOURCE \
     $(pkg-config --cflags openblas jansson) -o "$B/bench/gen_bench" \
     bench/gen_bench.c "$B/lib/libvesper.a" \
-    $(pkg-config --libs openblas jansson libcrypto libxxhash libzstd) -lm
+    $(pkg-config --libs openblas jansson libcrypto libxxhash libzstd) -lm \
+    -Wl,-rpath,/usr/lib/$(cc -print-multiarch)/openblas-openmp
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, OMP_NUM_THREADS=${OMP_NUM_THREADS:-all}"
 if [ $# -eq 0 ]; then
 	"$B/bench/gen_bench" -V 2048 tiny
