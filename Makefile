@@ -183,22 +183,33 @@ bench-gpu: build $(B)/bench/gpu_bench
 # briefly as part of make test, and skips where clang has no libFuzzer.
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS := safetensors gguf
-FUZZ_LIB := lib/safetensors.c lib/gguf.c lib/quant.c lib/verr.c lib/vio.c \
-	lib/vjson.c lib/vlm_config.c
+FUZZ_TARGETS := safetensors gguf shard docs tok
+# Each target links only the library sources its parser needs.
+FUZZ_BASE := lib/verr.c lib/vio.c lib/vjson.c
+FUZZ_SRC_safetensors := lib/safetensors.c lib/quant.c lib/vlm_config.c
+FUZZ_SRC_gguf := lib/gguf.c lib/safetensors.c lib/quant.c lib/vlm_config.c
+FUZZ_SRC_shard := lib/shard.c
+FUZZ_SRC_docs := lib/fetch_docs.c
+FUZZ_SRC_tok := $(wildcard lib/tok*.c)
+FUZZ_PKGS := jansson libcrypto libzstd libxxhash libutf8proc
 FUZZ_FLAGS = -g -O1 -std=c11 -D_DEFAULT_SOURCE -D_FILE_OFFSET_BITS=64 \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB) $(wildcard lib/*.h)
+.SECONDEXPANSION:
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_BASE) $$(FUZZ_SRC_$$*) $(wildcard lib/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags jansson libcrypto) \
-		-o $@ $< $(FUZZ_LIB) $(shell pkg-config --libs jansson libcrypto) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(shell pkg-config --cflags $(FUZZ_PKGS)) \
+		-o $@ $< $(FUZZ_BASE) $(FUZZ_SRC_$*) \
+		$(shell pkg-config --libs $(FUZZ_PKGS)) -lm
 
 fuzz-build: $(FUZZ_TARGETS:%=$(B)/fuzz/fuzz_%)
 
+# The tokenizer target encodes with a tokenizer it is given: the seed
+# corpus's own (tests/fuzz/corpus/tok/tokenizer).
 fuzz: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 		mkdir -p $(B)/fuzz/corpus-$$t && \
+		FUZZ_TOK=tests/fuzz/corpus/tok/tokenizer \
 		$(B)/fuzz/fuzz_$$t -max_total_time=$(FUZZ_TIME) -rss_limit_mb=1024 \
 			-artifact_prefix=$(B)/fuzz/crash-$$t- \
 			$(B)/fuzz/corpus-$$t tests/fuzz/corpus/$$t || exit 1; \

@@ -3,17 +3,10 @@
  * Each input is tried as a tokenizer file (tok_load must refuse it or load
  * it, never crash), normalised with the steps its first byte picks, and
  * encoded with a tokenizer trained on tests/tok/dialogue.txt, where
- * decode(encode(x)) must equal normalize(x).  Not part of `make fuzz` (its
- * rule links a fixed list of sources); build and run it by hand:
+ * decode(encode(x)) must equal normalize(x).  `make fuzz` trains that
+ * tokenizer first and names it in FUZZ_TOK.
  *
- *   vtokenize train -v 600 -o /tmp/fuzz-tok.tok tests/tok/dialogue.txt
- *   clang -g -O1 -std=c11 -D_DEFAULT_SOURCE -fsanitize=fuzzer,address,undefined \
- *       -I. -o /tmp/fuzz_tok tests/tok/fuzz_tok.c lib/tok*.c lib/verr.c \
- *       lib/vio.c lib/vjson.c $(pkg-config --cflags --libs jansson libcrypto \
- *       libutf8proc libxxhash) -lm
- *   /tmp/fuzz_tok -max_total_time=120 -max_len=4096 CORPUS-DIR
- *
- * FUZZ_TOK names another tokenizer. */
+ * FUZZ_TOK names the tokenizer (default /tmp/fuzz-tok.tok). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
