@@ -56,7 +56,7 @@ PROGS := vfetch vtokenize vshard vtrain vckpt vquant vgen
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(LIB_SRC:%.c=$(B)/%.o)
-CLI_OBJ  := $(B)/bin/cli.o
+CLI_OBJ  := $(B)/bin/cli/cli.o
 BIN      := $(PROGS:%=$(B)/bin/%)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT     := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%.t)

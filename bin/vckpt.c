@@ -24,7 +24,7 @@
 #include "../lib/vio.h"
 #include "../lib/vjson.h"
 #include "../lib/vlm_config.h"
-#include "cli.h"
+#include "cli/cli.h"
 
 static void
 open_ckpt(struct st_file *f, const char *path)

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 #include "../lib/fetch.h"
 #include "../lib/fetch_docs.h"
 #include "../lib/verr.h"

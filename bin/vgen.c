@@ -24,7 +24,7 @@
 #include "../lib/tok.h"
 #include "../lib/verr.h"
 #include "../lib/vio.h"
-#include "cli.h"
+#include "cli/cli.h"
 
 #define PREFILL_CHUNK 64	/* prompt tokens per model step */
 #define BATCH_WIDTH 16		/* sequences decoded together by --batch */

@@ -13,7 +13,7 @@
 #include "../lib/verr.h"
 #include "../lib/vio.h"
 #include "../lib/vlm_config.h"
-#include "cli.h"
+#include "cli/cli.h"
 
 /* The matrices vgen runs through its quantised kernels: every projection of
  * the blocks, and an untied output head.  The embedding is a lookup and

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "cli/cli.h"
 #include "../lib/shard.h"
 #include "../lib/shard_reader.h"
 #include "../lib/shard_write.h"

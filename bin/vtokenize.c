@@ -18,7 +18,7 @@
 #include "../lib/vio.h"
 #include "../lib/vjson.h"
 #include "../lib/vprogress.h"
-#include "cli.h"
+#include "cli/cli.h"
 
 enum { FMT_AUTO, FMT_JSONL, FMT_TEXT };
 enum { OPT_SKIP_BAD = 256 };

@@ -35,7 +35,7 @@
 #include "../lib/vjson.h"
 #include "../lib/vlm_config.h"
 #include "../lib/vprogress.h"
-#include "cli.h"
+#include "cli/cli.h"
 
 /* The run's settings: saved in every checkpoint, and taken from it on
  * --resume unless given again. */

@@ -6,9 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../lib/verr.h"
-#include "../lib/vio.h"
-#include "../lib/vopt.h"
+#include "../../lib/verr.h"
+#include "../../lib/vio.h"
+#include "../../lib/vopt.h"
 #include "cli.h"
 
 const char *cli_prog = "vesper";
