@@ -56,7 +56,7 @@ bench(const char *spec)
 	const char *colon = strchr(spec, ':');
 	struct vlm_config c;
 	struct velvet_hparams h;
-	struct train_rng rng;
+	struct v_rng rng;
 	void *st;
 	int err;
 
@@ -72,10 +72,10 @@ bench(const char *spec)
 	size_t P = vlm_param_count(&c);
 	float *p = malloc(P * 4);
 	int32_t *tok = malloc(sizeof *tok * (size_t)B * (T + 1));
-	train_rng_seed(&rng, 1);
+	v_rng_seed(&rng, 1);
 	train_init_params(&c, &rng, p);
 	for (int i = 0; i < B * (T + 1); i++)
-		tok[i] = (int32_t)(train_rng_next(&rng) % (uint64_t)c.vocab_used);
+		tok[i] = (int32_t)(v_rng_next(&rng) % (uint64_t)c.vocab_used);
 	if ((err = vlm_cpu_trainer.create(&c, B, T, &st)) != V_OK) {
 		fprintf(stderr, "train_cpu: %s\n", v_errmsg(err));
 		return 1;

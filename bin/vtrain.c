@@ -166,7 +166,7 @@ struct loop {
 	long step;
 	uint64_t tokens;
 	double elapsed;		/* seconds of training before this process */
-	struct train_rng rng;
+	struct v_rng rng;
 	double loss_ema;	/* < 0 until the first step */
 };
 
@@ -609,7 +609,7 @@ main(int argc, char **argv)
 		free(ck.m);
 		free(ck.v);
 		ck.m = ck.v = NULL;
-		train_rng_seed(&lp.rng, (uint64_t)s->seed);
+		v_rng_seed(&lp.rng, (uint64_t)s->seed);
 	} else if (o.resume != NULL) {
 		json_t *sj = NULL;
 		err = cursor_restore(ck.cursor, "cursor.json", &lp, train, &sj);
@@ -628,7 +628,7 @@ main(int argc, char **argv)
 		model_from_options(&o, &base, &cfg);
 		if ((err = vlm_config_check(&cfg)) != V_OK)
 			cli_bad_usage("%s", v_errmsg(err));
-		train_rng_seed(&lp.rng, (uint64_t)s->seed);
+		v_rng_seed(&lp.rng, (uint64_t)s->seed);
 	}
 
 	/* Batch geometry. */

@@ -6,52 +6,6 @@
 #include "sample.h"
 #include "verr.h"
 
-static uint64_t
-splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-void
-sample_rng_seed(struct sample_rng *r, uint64_t seed)
-{
-	/* splitmix64 spreads any seed, 0 included, over the whole state, and
-	 * never gives xoshiro the all-zero state it cannot leave. */
-	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&seed);
-}
-
-static inline uint64_t
-rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-uint64_t
-sample_rng_next(struct sample_rng *r)
-{
-	uint64_t *s = r->s;
-	uint64_t out = rotl(s[1] * 5, 7) * 9;
-	uint64_t t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return out;
-}
-
-float
-sample_rng_float(struct sample_rng *r)
-{
-	return (float)(sample_rng_next(r) >> 40) * (1.0f / 16777216.0f);
-}
-
 void
 sample_defaults(struct sample_params *p)
 {
@@ -81,7 +35,7 @@ sampler_init(struct sampler *s, const struct sample_params *p, int n,
 		sampler_free(s);
 		return v_error(V_ERR_NOMEM, "sampler: out of memory");
 	}
-	sample_rng_seed(&s->rng, seed);
+	v_rng_seed(&s->rng, seed);
 	return V_OK;
 }
 
@@ -245,7 +199,7 @@ sampler_pick(struct sampler *s, const float *logits, const int *recent,
 		mass = acc;
 	}
 
-	double r = (double)sample_rng_float(&s->rng) * mass, acc = 0;
+	double r = (double)v_rng_float(&s->rng) * mass, acc = 0;
 	for (int i = 0; i < m; i++) {
 		acc += sc[idx[i]];
 		if (r < acc)

@@ -15,14 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct sample_rng {
-	uint64_t s[4];
-};
+#include "vrng.h"
 
-void sample_rng_seed(struct sample_rng *r, uint64_t seed);
-uint64_t sample_rng_next(struct sample_rng *r);
-/* Uniform in [0, 1), 24 random bits (exact in a float). */
-float sample_rng_float(struct sample_rng *r);
 
 struct sample_params {
 	float temperature;	/* 0: greedy */
@@ -37,7 +31,7 @@ void sample_defaults(struct sample_params *p);
 /* Scratch space for n candidates, reused from token to token. */
 struct sampler {
 	struct sample_params p;
-	struct sample_rng rng;
+	struct v_rng rng;
 	int n;			/* logits per call (the tokenizer's vocabulary) */
 	float *prob;		/* (n) */
 	int *idx;		/* (n) candidate ids */

@@ -41,52 +41,8 @@ train_lr(int sched, double lr, double lr_min, long warmup, long steps, long t)
 	return lr_min + (lr - lr_min) * 0.5 * (1 + cos(M_PI * p));
 }
 
-static uint64_t
-splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-void
-train_rng_seed(struct train_rng *r, uint64_t seed)
-{
-	for (int i = 0; i < 4; i++)
-		r->s[i] = splitmix64(&seed);
-}
-
-static uint64_t
-rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-uint64_t
-train_rng_next(struct train_rng *r)
-{
-	uint64_t *s = r->s, out = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return out;
-}
-
-double
-train_rng_normal(struct train_rng *r)
-{
-	/* Uniforms in (0, 1]: log never sees 0. */
-	double u1 = ((train_rng_next(r) >> 11) + 1) * (1.0 / 9007199254740992.0);
-	double u2 = (train_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
-	return sqrt(-2 * log(u1)) * cos(2 * M_PI * u2);
-}
-
 int
-train_init_params(const struct vlm_config *c, struct train_rng *r, float *p)
+train_init_params(const struct vlm_config *c, struct v_rng *r, float *p)
 {
 	int n = vlm_layout(c, NULL);
 	struct vlm_tensor *t = calloc((size_t)n, sizeof *t);
@@ -106,7 +62,7 @@ train_init_params(const struct vlm_config *c, struct train_rng *r, float *p)
 		double sd = strstr(t[i].name, "o_proj") || strstr(t[i].name,
 		    "down_proj") ? resid : 0.02;
 		for (size_t j = 0; j < k; j++)
-			x[j] = (float)(sd * train_rng_normal(r));
+			x[j] = (float)(sd * v_rng_normal(r));
 	}
 	free(t);
 	return V_OK;

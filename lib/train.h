@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "vlm_config.h"
+#include "vrng.h"
 
 enum train_schedule { TRAIN_COSINE, TRAIN_LINEAR, TRAIN_CONSTANT };
 
@@ -20,20 +21,10 @@ const char *train_schedule_name(int sched);
 double train_lr(int sched, double lr, double lr_min, long warmup, long steps,
     long t);
 
-/* xoshiro256** (Blackman and Vigna), seeded through splitmix64: small,
- * fast, and its whole state is four words to save. */
-struct train_rng {
-	uint64_t s[4];
-};
-
-void train_rng_seed(struct train_rng *r, uint64_t seed);
-uint64_t train_rng_next(struct train_rng *r);
-/* A standard normal deviate (Box-Muller; uses two draws). */
-double train_rng_normal(struct train_rng *r);
 
 /* GPT-2's initialisation: matrices N(0, 0.02), the projections back into
  * the residual stream (o_proj, down_proj) N(0, 0.02/sqrt(2 L)), norms 1. */
-int train_init_params(const struct vlm_config *c, struct train_rng *r,
+int train_init_params(const struct vlm_config *c, struct v_rng *r,
     float *p);
 
 /* One line of metrics.  val_loss < 0: no evaluation this step (the

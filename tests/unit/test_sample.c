@@ -12,26 +12,26 @@
 static void
 test_rng(void)
 {
-	struct sample_rng a, b, c;
-	sample_rng_seed(&a, 42);
-	sample_rng_seed(&b, 42);
-	sample_rng_seed(&c, 43);
+	struct v_rng a, b, c;
+	v_rng_seed(&a, 42);
+	v_rng_seed(&b, 42);
+	v_rng_seed(&c, 43);
 	int same = 1, differ = 0;
 	for (int i = 0; i < 1000; i++) {
-		uint64_t x = sample_rng_next(&a), y = sample_rng_next(&b);
+		uint64_t x = v_rng_next(&a), y = v_rng_next(&b);
 		same &= x == y;
-		differ += x != sample_rng_next(&c);
+		differ += x != v_rng_next(&c);
 	}
 	ok(same, "same seed, same sequence");
 	ok(differ > 990, "seeds 42 and 43 give different sequences");
 	/* Seed 0 must not be the stuck all-zero state. */
-	sample_rng_seed(&a, 0);
-	ok(sample_rng_next(&a) != 0 || sample_rng_next(&a) != 0,
+	v_rng_seed(&a, 0);
+	ok(v_rng_next(&a) != 0 || v_rng_next(&a) != 0,
 	    "seed 0 gives a working generator");
 	double sum = 0, lo = 1, hi = 0;
 	int N = 100000;
 	for (int i = 0; i < N; i++) {
-		float u = sample_rng_float(&a);
+		float u = v_rng_float(&a);
 		sum += u;
 		lo = fmin(lo, u);
 		hi = fmax(hi, u);

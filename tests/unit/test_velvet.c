@@ -198,16 +198,16 @@ test_schedules(void)
 	    "norm (sum of squares 0..999)");
 	is_near(velvet_norm(x, 3), sqrt(5.0), 1e-12, "norm of fewer elements than chunks");
 
-	struct train_rng a, b;
-	train_rng_seed(&a, 42);
-	train_rng_seed(&b, 42);
-	uint64_t x1 = train_rng_next(&a);
-	ok(x1 == train_rng_next(&b), "rng: same seed, same stream");
-	train_rng_seed(&b, 43);
-	ok(x1 != train_rng_next(&b), "rng: another seed, another stream");
+	struct v_rng a, b;
+	v_rng_seed(&a, 42);
+	v_rng_seed(&b, 42);
+	uint64_t x1 = v_rng_next(&a);
+	ok(x1 == v_rng_next(&b), "rng: same seed, same stream");
+	v_rng_seed(&b, 43);
+	ok(x1 != v_rng_next(&b), "rng: another seed, another stream");
 	double s = 0, s2 = 0;
 	for (int i = 0; i < 20000; i++) {
-		double z = train_rng_normal(&a);
+		double z = v_rng_normal(&a);
 		s += z;
 		s2 += z * z;
 	}
