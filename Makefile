@@ -185,7 +185,7 @@ FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
 FUZZ_TARGETS := safetensors gguf shard docs tok
 # Each target links only the library sources its parser needs.
-FUZZ_BASE := lib/verr.c lib/vio.c lib/vjson.c
+FUZZ_BASE := lib/verr.c lib/vio.c lib/vjson.c lib/vhash.c
 FUZZ_SRC_safetensors := lib/safetensors.c lib/quant.c lib/vlm_config.c
 FUZZ_SRC_gguf := lib/gguf.c lib/safetensors.c lib/quant.c lib/vlm_config.c
 FUZZ_SRC_shard := lib/shard.c

@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "../lib/bf16.h"
 #include "../lib/ckpt.h"
@@ -25,6 +24,7 @@
 #include "../lib/vjson.h"
 #include "../lib/vlm_config.h"
 #include "cli/cli.h"
+#include "../lib/vhash.h"
 
 static void
 open_ckpt(struct st_file *f, const char *path)
@@ -350,21 +350,16 @@ verify_gguf(const char *path)
 	return problems ? 1 : 0;
 }
 
+/* A file's SHA-256 in hex, read in blocks rather than whole. */
 static int
 sha256_file(const char *path, char hex[65])
 {
-	char *buf;
-	size_t n;
 	unsigned char d[32];
-	unsigned int dn;
-	int err = v_slurp(path, 0, &buf, &n);
-	if (err)
-		return err;
-	EVP_Digest(buf, n, d, &dn, EVP_sha256(), NULL);
-	free(buf);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", d[i]);
-	return V_OK;
+	int err = v_sha256_file(path, d);
+
+	if (err == V_OK)
+		v_hex_encode(d, 32, hex);
+	return err;
 }
 
 static int

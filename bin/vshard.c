@@ -15,6 +15,7 @@
 #include "../lib/verr.h"
 #include "../lib/vio.h"
 #include "../lib/vprogress.h"
+#include "../lib/vhash.h"
 
 /* One subcommand's options: -h, and for cat and stats one more. */
 static const char *
@@ -166,8 +167,7 @@ cmd_stats(const char *dir, const char *format)
 	}
 	if ((err = shard_manifest_load(&m, dir)))
 		cli_fatal(err);
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", m.tokenizer[i]);
+	v_hex_encode(m.tokenizer, 32, hex);
 	if (json)
 		printf("{\"vocab_size\":%u,\"tokenizer_sha256\":\"%s\",\"shard_tokens\":%llu",
 		    m.vocab, hex, (unsigned long long)m.shard_tokens);

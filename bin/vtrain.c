@@ -36,6 +36,7 @@
 #include "../lib/vlm_config.h"
 #include "../lib/vprogress.h"
 #include "cli/cli.h"
+#include "../lib/vhash.h"
 
 /* The run's settings: saved in every checkpoint, and taken from it on
  * --resume unless given again. */
@@ -241,17 +242,18 @@ cursor_restore(const char *text, const char *name, struct loop *lp,
 	return err;
 }
 
+/* The tokenizer's hash as hex, or "" when the shards do not know it. */
 static void
 hex(const unsigned char *b, size_t n, char *out)
 {
-	int zero = 1;
-	for (size_t i = 0; i < n; i++) {
-		sprintf(out + 2 * i, "%02x", b[i]);
-		if (b[i])
-			zero = 0;
-	}
-	if (zero)
+	size_t i = 0;
+
+	while (i < n && b[i] == 0)
+		i++;
+	if (i == n)
 		out[0] = '\0';
+	else
+		v_hex_encode(b, n, out);
 }
 
 /* Shapes asked for on the command line against the checkpoint's. */

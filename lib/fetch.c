@@ -17,6 +17,7 @@
 #include "verr.h"
 #include "vio.h"
 #include "vjson.h"
+#include "vhash.h"
 
 #define TREE_FILE ".vesper-tree.json"
 #define MAX_PAGES 100000
@@ -66,29 +67,6 @@ ends_with(const char *s, const char *suffix)
 {
 	size_t a = strlen(s), b = strlen(suffix);
 	return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-static int
-hex_decode(const char *s, unsigned char *out, size_t n)
-{
-	if (strlen(s) != 2 * n)
-		return -1;
-	for (size_t i = 0; i < 2 * n; i++) {
-		int c = s[i], v;
-		if (c >= '0' && c <= '9')
-			v = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v = c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v = c - 'A' + 10;
-		else
-			return -1;
-		if (i % 2 == 0)
-			out[i / 2] = (unsigned char)(v << 4);
-		else
-			out[i / 2] |= (unsigned char)v;
-	}
-	return 0;
 }
 
 /* Percent-encode a path, keeping '/' and the unreserved characters. */
@@ -226,7 +204,7 @@ tree_parse(const json_t *arr, const char *name, struct tree *t)
 				    name, path);
 			if (strncmp(oid, "sha256:", 7) == 0)
 				oid += 7;
-			if (hex_decode(oid, e->sha256, 32) != 0)
+			if (v_hex_decode(oid, e->sha256, 32, 1) != 0)
 				return v_error(V_ERR_FORMAT, "%s: %s: bad LFS oid \"%s\"", name,
 				    path, oid);
 			e->has_sha = 1;
@@ -237,7 +215,7 @@ tree_parse(const json_t *arr, const char *name, struct tree *t)
 		 * covers the content; in LFS it names the pointer file. */
 		const char *oid;
 		if (lfs == NULL && v_json_str(o, "oid", &oid, NULL) == V_OK) {
-			if (hex_decode(oid, e->oid, 20) != 0)
+			if (v_hex_decode(oid, e->oid, 20, 1) != 0)
 				return v_error(V_ERR_FORMAT, "%s: %s: bad oid \"%s\"", name,
 				    path, oid);
 			e->has_oid = 1;
@@ -1012,11 +990,10 @@ fetch_url(const struct fetch_opts *o, const char *url, FILE *out, struct fetch_s
 	char hexd[17], name[256];
 	int err;
 
-	if (o->sha256 != NULL && hex_decode(o->sha256, want, 32) != 0)
+	if (o->sha256 != NULL && v_hex_decode(o->sha256, want, 32, 1) != 0)
 		return v_error(V_ERR_ARG, "--sha256: not 64 hexadecimal digits");
 	EVP_Digest(url, strlen(url), h, NULL, EVP_sha256(), NULL);
-	for (int i = 0; i < 8; i++)
-		sprintf(hexd + 2 * i, "%02x", h[i]);
+	v_hex_encode(h, 8, hexd);
 	/* The file name: the last path segment, in a safe alphabet. */
 	const char *q = url + strcspn(url, "?#");
 	const char *b = q;

@@ -19,6 +19,7 @@
 #include "verr.h"
 #include "vio.h"
 #include "vprogress.h"
+#include "vhash.h"
 
 #define MAX_REDIRECTS 10
 #define USER_AGENT "vesper-vfetch/1"
@@ -531,40 +532,6 @@ http_get(const struct http_opts *o, const char *url, size_t max, char **body,
 	return V_OK;
 }
 
-static void
-hex(char *out, const unsigned char *b, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		sprintf(out + 2 * i, "%02x", b[i]);
-}
-
-int
-http_sha256_file(const char *path, unsigned char out[32])
-{
-	FILE *fp = fopen(path, "rb");
-	unsigned char buf[1 << 16];
-	EVP_MD_CTX *md;
-	size_t n;
-	int err = V_OK;
-
-	if (fp == NULL)
-		return v_error_errno(errno == ENOENT ? V_ERR_NOTFOUND : V_ERR_IO, "%s", path);
-	md = EVP_MD_CTX_new();
-	if (md == NULL) {
-		fclose(fp);
-		return v_error(V_ERR_NOMEM, "out of memory");
-	}
-	EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-	while ((n = fread(buf, 1, sizeof buf, fp)) > 0)
-		EVP_DigestUpdate(md, buf, n);
-	if (ferror(fp))
-		err = v_error_errno(V_ERR_IO, "%s: read error", path);
-	EVP_DigestFinal_ex(md, out, NULL);
-	EVP_MD_CTX_free(md);
-	fclose(fp);
-	return err;
-}
-
 /* Hash the first n bytes already in fp (a partial download being resumed). */
 static int
 hash_prefix(FILE *fp, struct xfer *x, uint64_t n, const char *name)
@@ -659,8 +626,8 @@ http_download(const struct http_opts *o, const char *url, const char *dest,
 	}
 	if (sha256 != NULL && memcmp(got, sha256, 32) != 0) {
 		char a[65], b[65];
-		hex(a, sha256, 32);
-		hex(b, got, 32);
+		v_hex_encode(sha256, 32, a);
+		v_hex_encode(got, 32, b);
 		unlink(part);
 		err = v_error(V_ERR_CHECKSUM, "%s: SHA-256 mismatch: expected %s, got %s "
 		    "(the download was removed)", label, a, b);
@@ -671,8 +638,8 @@ http_download(const struct http_opts *o, const char *url, const char *dest,
 		EVP_DigestFinal_ex(x.git, g, NULL);
 		if (memcmp(g, git_oid, 20) != 0) {
 			char a[41], b[41];
-			hex(a, git_oid, 20);
-			hex(b, g, 20);
+			v_hex_encode(git_oid, 20, a);
+			v_hex_encode(g, 20, b);
 			unlink(part);
 			err = v_error(V_ERR_CHECKSUM, "%s: git object id mismatch: expected "
 			    "%s, got %s (the download was removed)", label, a, b);

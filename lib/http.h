@@ -46,7 +46,5 @@ int http_download(const struct http_opts *o, const char *url, const char *dest,
     int64_t size, const unsigned char *sha256, const unsigned char *git_oid,
     const char *label);
 
-/* SHA-256 of a whole file (32 bytes into out). */
-int http_sha256_file(const char *path, unsigned char out[32]);
 
 #endif

@@ -17,6 +17,7 @@
 #include "verr.h"
 #include "vio.h"
 #include "vlm_config.h"
+#include "vhash.h"
 
 /* Tensors are little-endian in the file and F32 data is copied as it
  * lies, in both directions. */
@@ -413,13 +414,6 @@ write_converted(FILE *fp, EVP_MD_CTX *md, const float *x, uint64_t n,
 	return V_OK;
 }
 
-static void
-hex_of(const unsigned char *d, char hex[65])
-{
-	for (int i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", d[i]);
-}
-
 int
 st_data_sha256(const struct st_file *f, char hex[65])
 {
@@ -429,7 +423,7 @@ st_data_sha256(const struct st_file *f, char hex[65])
 	if (EVP_Digest(f->base + f->data_start, f->size - f->data_start, d, &dn,
 	    EVP_sha256(), NULL) != 1)
 		return v_error(V_ERR_NOMEM, "%s: SHA-256 failed", f->path);
-	hex_of(d, hex);
+	v_hex_encode(d, 32, hex);
 	return V_OK;
 }
 
@@ -553,7 +547,7 @@ st_write(const char *path, const struct st_wtensor *t, size_t n,
 		char hex[65];
 		if (EVP_DigestFinal_ex(md, d, &dn) != 1)
 			err = v_error(V_ERR_NOMEM, "%s: SHA-256 failed", path);
-		hex_of(d, hex);
+		v_hex_encode(d, 32, hex);
 		if (!err && (fseek(a.fp, hash_at, SEEK_SET) != 0 ||
 		    fwrite(hex, 1, 64, a.fp) != 64))
 			err = v_error_errno(V_ERR_IO, "%s: cannot record the hash", path);

@@ -13,6 +13,7 @@
 #include "verr.h"
 #include "vio.h"
 #include "vjson.h"
+#include "vhash.h"
 
 const char *
 shard_split_name(int split)
@@ -504,46 +505,13 @@ shard_data_free(struct shard_data *d)
 }
 
 static void
-hex_put(char *out, const unsigned char *b, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = digits[b[i] >> 4];
-		out[2 * i + 1] = digits[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-static int
-hex_get(const char *s, unsigned char *b, size_t n)
-{
-	if (strlen(s) != 2 * n)
-		return -1;
-	for (size_t i = 0; i < 2 * n; i++) {
-		int c = s[i], v;
-		if (c >= '0' && c <= '9')
-			v = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v = c - 'a' + 10;
-		else
-			return -1;
-		if (i % 2 == 0)
-			b[i / 2] = (unsigned char)(v << 4);
-		else
-			b[i / 2] |= (unsigned char)v;
-	}
-	return 0;
-}
-
-static void
 u64_hex(char out[17], uint64_t v)
 {
 	unsigned char b[8];
 
 	for (int i = 0; i < 8; i++)
 		b[i] = (unsigned char)(v >> (56 - 8 * i));
-	hex_put(out, b, 8);
+	v_hex_encode(b, 8, out);
 }
 
 static int
@@ -551,7 +519,7 @@ hex_u64(const char *s, uint64_t *v)
 {
 	unsigned char b[8];
 
-	if (hex_get(s, b, 8) != 0)
+	if (v_hex_decode(s, b, 8, 0) != 0)
 		return -1;
 	*v = 0;
 	for (int i = 0; i < 8; i++)
@@ -572,7 +540,7 @@ shard_manifest_write(const struct shard_manifest *m, const char *dir)
 		json_decref(splits);
 		return v_error(V_ERR_NOMEM, "out of memory");
 	}
-	hex_put(hex, m->tokenizer, 32);
+	v_hex_encode(m->tokenizer, 32, hex);
 	json_object_set_new(root, "format", json_string(SHARD_FORMAT_NAME));
 	json_object_set_new(root, "version", json_integer(SHARD_VERSION));
 	json_object_set_new(root, "vocab_size", json_integer(m->vocab));
@@ -768,7 +736,7 @@ shard_manifest_load(struct shard_manifest *m, const char *dir)
 		goto done;
 	}
 	if (v_json_str(root, "tokenizer_sha256", &s, NULL) ||
-	    hex_get(s, m->tokenizer, 32)) {
+	    v_hex_decode(s, m->tokenizer, 32, 0)) {
 		err = v_error(V_ERR_FORMAT, "%s: bad \"tokenizer_sha256\"", path);
 		goto done;
 	}

@@ -18,6 +18,7 @@
 #include "tok_impl.h"
 #include "verr.h"
 #include "vio.h"
+#include "vhash.h"
 
 #define BPE_SMALL 48
 #define CACHE_PIECE_MAX 1024	/* longer pre-tokens are not cached */
@@ -371,8 +372,7 @@ set_sha(struct tok *t, const void *buf, size_t len)
 {
 	unsigned int n = 32;
 	EVP_Digest(buf, len, t->sha, &n, EVP_sha256(), NULL);
-	for (int i = 0; i < 32; i++)
-		snprintf(t->sha_hex + 2 * i, 3, "%02x", t->sha[i]);
+	v_hex_encode(t->sha, 32, t->sha_hex);
 }
 
 int

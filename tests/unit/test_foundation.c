@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "../../lib/verr.h"
+#include "../../lib/vhash.h"
 #include "../../lib/vio.h"
 #include "../../lib/vjson.h"
 #include "../../lib/vopt.h"
@@ -189,6 +190,34 @@ test_json(void)
 }
 
 static void
+test_hash(const char *dir)
+{
+	unsigned char b[4] = { 0x00, 0x9f, 0xa0, 0xff }, back[4], d[32];
+	char hex[9], path[512];
+
+	v_hex_encode(b, 4, hex);
+	is_str(hex, "009fa0ff", "hex: lowercase, two digits a byte");
+	ok(v_hex_decode("009fa0ff", back, 4, 0) == 0 && memcmp(back, b, 4) == 0,
+	    "hex: decodes back");
+	is_int(v_hex_decode("009FA0FF", back, 4, 0), -1, "hex: upper case refused when strict");
+	ok(v_hex_decode("009FA0FF", back, 4, 1) == 0 && memcmp(back, b, 4) == 0,
+	    "hex: upper case taken when asked");
+	is_int(v_hex_decode("009fa0f", back, 4, 1), -1, "hex: a short string refused");
+	is_int(v_hex_decode("009fa0fg", back, 4, 1), -1, "hex: a non-digit refused");
+	snprintf(path, sizeof path, "%s/abc", dir);
+	FILE *fp = fopen(path, "wb");
+	fputs("abc", fp);
+	fclose(fp);
+	is_int(v_sha256_file(path, d), V_OK, "sha256 of a file");
+	char dh[65];
+	v_hex_encode(d, 32, dh);
+	/* FIPS 180-2, appendix B.1: SHA-256("abc"). */
+	is_str(dh, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+	    "sha256 of \"abc\" is the standard's value");
+	is_int(v_sha256_file("/nonexistent/x", d), V_ERR_NOTFOUND, "sha256 of a missing file");
+}
+
+static void
 test_progress(const char *dir)
 {
 	char path[512], buf[512];
@@ -227,6 +256,7 @@ main(void)
 	test_atomic(dir);
 	test_io(dir);
 	test_json();
+	test_hash(dir);
 	test_progress(dir);
 	char cmd[600];
 	snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
