@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -421,8 +420,8 @@ gguf_close(struct gguf_file *f)
 		free(f->t[i].name);
 	free(f->kv);
 	free(f->t);
-	if (f->mapped && f->base != NULL)
-		munmap((void *)f->base, f->size);
+	if (f->mapped)
+		v_unmap_file(f->base, f->size);
 	free(f->path);
 	memset(f, 0, sizeof *f);
 }
@@ -600,35 +599,17 @@ gguf_open_mem(struct gguf_file *f, const void *buf, size_t len, const char *name
 int
 gguf_open(struct gguf_file *f, const char *path)
 {
-	struct stat sb;
-	int err, fd;
+	int err;
 
 	memset(f, 0, sizeof *f);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return v_error_errno(errno == ENOENT ? V_ERR_NOTFOUND : V_ERR_IO, "%s", path);
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-		close(fd);
-		return v_error(V_ERR_FORMAT, "%s: not a regular file", path);
-	}
+	if ((err = v_map_file(path, &f->base, &f->size)))
+		return err;
+	f->mapped = f->base != NULL;
 	f->path = strdup(path);
-	f->size = (size_t)sb.st_size;
 	if (f->path == NULL) {
-		close(fd);
+		gguf_close(f);
 		return v_error(V_ERR_NOMEM, "out of memory");
 	}
-	if (f->size > 0) {
-		void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (m == MAP_FAILED) {
-			err = v_error_errno(V_ERR_IO, "%s: mmap", path);
-			close(fd);
-			gguf_close(f);
-			return err;
-		}
-		f->base = m;
-		f->mapped = 1;
-	}
-	close(fd);
 	err = parse(f);
 	if (err)
 		gguf_close(f);

@@ -85,8 +85,8 @@ shape_bytes(const int64_t *shape, int ndim, int dtype, uint64_t *numel,
 void
 st_close(struct st_file *f)
 {
-	if (f->mapped && f->base != NULL)
-		munmap((void *)f->base, f->size);
+	if (f->mapped)
+		v_unmap_file(f->base, f->size);
 	if (f->priv_ != NULL)
 		json_decref((json_t *)f->priv_);
 	free(f->t);
@@ -290,40 +290,17 @@ st_open_mem(struct st_file *f, const void *buf, size_t len, const char *name)
 int
 st_open(struct st_file *f, const char *path)
 {
-	struct stat sb;
-	int fd, err;
+	int err;
 
 	memset(f, 0, sizeof *f);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return v_error_errno(errno == ENOENT ? V_ERR_NOTFOUND : V_ERR_IO, "%s", path);
-	if (fstat(fd, &sb) != 0) {
-		err = v_error_errno(V_ERR_IO, "%s", path);
-		close(fd);
+	if ((err = v_map_file(path, &f->base, &f->size)))
 		return err;
-	}
-	if (!S_ISREG(sb.st_mode)) {
-		close(fd);
-		return v_error(V_ERR_FORMAT, "%s: not a regular file", path);
-	}
+	f->mapped = f->base != NULL;
 	f->path = strdup(path);
 	if (f->path == NULL) {
-		close(fd);
+		st_close(f);
 		return v_error(V_ERR_NOMEM, "out of memory");
 	}
-	f->size = (size_t)sb.st_size;
-	if (f->size > 0) {
-		void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-		if (m == MAP_FAILED) {
-			err = v_error_errno(V_ERR_IO, "%s: mmap", path);
-			close(fd);
-			st_close(f);
-			return err;
-		}
-		f->base = m;
-		f->mapped = 1;
-	}
-	close(fd);
 	err = parse(f);
 	if (err)
 		st_close(f);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,6 +109,41 @@ v_close_stdout(void)
 	if (bad)
 		return v_error_errno(V_ERR_IO, "standard output: write error");
 	return V_OK;
+}
+
+int
+v_map_file(const char *path, const unsigned char **base, size_t *size)
+{
+	struct stat sb;
+	int fd, err = V_OK;
+
+	*base = NULL;
+	*size = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return v_error_errno(errno == ENOENT ? V_ERR_NOTFOUND : V_ERR_IO, "%s", path);
+	if (fstat(fd, &sb) != 0)
+		err = v_error_errno(V_ERR_IO, "%s", path);
+	else if (!S_ISREG(sb.st_mode))
+		err = v_error(V_ERR_FORMAT, "%s: not a regular file", path);
+	else if (sb.st_size > 0) {
+		void *m = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED)
+			err = v_error_errno(V_ERR_IO, "%s: mmap", path);
+		else {
+			*base = m;
+			*size = (size_t)sb.st_size;
+		}
+	}
+	close(fd);
+	return err;
+}
+
+void
+v_unmap_file(const unsigned char *base, size_t size)
+{
+	if (base != NULL)
+		munmap((void *)base, size);
 }
 
 int

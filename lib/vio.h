@@ -30,6 +30,11 @@ int v_slurp(const char *path, size_t max, char **buf, size_t *len);
  * closed pipe) that stdio kept to itself until now. */
 int v_close_stdout(void);
 
+/* Map a regular file read-only: *base is NULL for an empty file.  A
+ * directory or other non-regular file is V_ERR_FORMAT. */
+int v_map_file(const char *path, const unsigned char **base, size_t *size);
+void v_unmap_file(const unsigned char *base, size_t size);
+
 /* mkdir -p. */
 int v_mkdir_p(const char *path);
 /* fsync a directory so that a rename in it is durable. */

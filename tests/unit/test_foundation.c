@@ -156,6 +156,19 @@ test_io(const char *dir)
 	fp = fopen(path, "rb");
 	is_int(v_read_exact(fp, b, 8, "five"), V_ERR_TRUNCATED, "short read detected");
 	fclose(fp);
+
+	const unsigned char *m;
+	size_t msize;
+	is_int(v_map_file(path, &m, &msize), V_OK, "map a file");
+	ok(msize == 5 && memcmp(m, "abcde", 5) == 0, "the mapping holds the file");
+	v_unmap_file(m, msize);
+	is_int(v_map_file(dir, &m, &msize), V_ERR_FORMAT, "a directory is not mapped");
+	is_int(v_map_file("/nonexistent/x", &m, &msize), V_ERR_NOTFOUND,
+	    "a missing file is not mapped");
+	snprintf(path, sizeof path, "%s/empty", dir);
+	fclose(fopen(path, "wb"));
+	ok(v_map_file(path, &m, &msize) == V_OK && m == NULL && msize == 0,
+	    "an empty file maps to nothing");
 	v_put_u32(b, 0xA1B2C3D4u);
 	ok(b[0] == 0xD4 && b[3] == 0xA1, "little-endian store");
 	is_int(v_get_u32(b), 0xA1B2C3D4u, "little-endian load");
