@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -191,23 +192,48 @@ v_fsync_dir(const char *dir)
 }
 
 /* Temporary names of files being written, for v_atomic_cleanup_all.  The
- * table holds copies so that a signal handler never touches the heap. */
-#define MAX_PENDING 64
+ * table holds copies so that a signal handler never touches the heap.
+ * Programs write several outputs from several threads at once (vshard's
+ * shards), so a slot is claimed with an atomic exchange, and mkstemp
+ * writes the name into the claimed slot itself: a signal that arrives once
+ * the file exists always finds its name there. */
+#define MAX_PENDING 256
 static char pending[MAX_PENDING][PATH_MAX];
-static volatile sig_atomic_t pending_used[MAX_PENDING];
+static atomic_int pending_used[MAX_PENDING];
+/* Set by v_atomic_cleanup_all: the process is going, and a file another
+ * thread creates after the cleanup must not outlive it. */
+static atomic_int pending_dying;
 
+/* Create a temporary file from template in a claimed slot; the slot's
+ * index, or -1 with errno set. */
 static int
-pending_add(const char *tmp)
+pending_create(const char *template, int *fd)
 {
-	if (strlen(tmp) >= PATH_MAX)
+	if (strlen(template) >= PATH_MAX) {
+		errno = ENAMETOOLONG;
 		return -1;
+	}
 	for (int i = 0; i < MAX_PENDING; i++) {
-		if (!pending_used[i]) {
-			strcpy(pending[i], tmp);
-			pending_used[i] = 1;
+		int expect = 0;
+		if (atomic_compare_exchange_strong(&pending_used[i], &expect, 1)) {
+			strcpy(pending[i], template);
+			*fd = mkstemp(pending[i]);
+			if (*fd >= 0 && atomic_load(&pending_dying)) {
+				unlink(pending[i]);
+				close(*fd);
+				*fd = -1;
+				errno = EINTR;
+			}
+			if (*fd < 0) {
+				int e = errno;
+				atomic_store(&pending_used[i], 0);
+				errno = e;
+				return -1;
+			}
 			return i;
 		}
 	}
+	errno = EMFILE;
 	return -1;
 }
 
@@ -215,14 +241,15 @@ static void
 pending_drop(int slot)
 {
 	if (slot >= 0)
-		pending_used[slot] = 0;
+		atomic_store(&pending_used[slot], 0);
 }
 
 void
 v_atomic_cleanup_all(void)
 {
+	atomic_store(&pending_dying, 1);
 	for (int i = 0; i < MAX_PENDING; i++)
-		if (pending_used[i])
+		if (atomic_load(&pending_used[i]))
 			unlink(pending[i]);
 }
 
@@ -265,7 +292,10 @@ v_atomic_open(struct v_atomic *a, const char *path)
 	 * crosses a file system, and starts with the final name so that a
 	 * leftover is recognisable. */
 	snprintf(a->tmp, n + 16, "%s.tmp.XXXXXX", path);
-	int fd = mkstemp(a->tmp);
+	int fd = -1;
+	a->slot = pending_create(a->tmp, &fd);
+	if (a->slot >= 0)
+		strcpy(a->tmp, pending[a->slot]);
 	if (fd < 0) {
 		int e = v_error_errno(V_ERR_IO, "cannot create %s", path);
 		free(a->path);
@@ -274,7 +304,6 @@ v_atomic_open(struct v_atomic *a, const char *path)
 		return e;
 	}
 	(void)fchmod(fd, 0644);	/* mkstemp makes 0600; outputs are ordinary files */
-	a->slot = pending_add(a->tmp);
 	a->fp = fdopen(fd, "wb");
 	if (a->fp == NULL) {
 		close(fd);
